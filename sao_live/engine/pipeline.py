@@ -1,0 +1,278 @@
+"""StableAudioPipeline: text + numbers -> DiT sampling -> VAE decode (spec §5.1).
+
+Two numeric modes:
+- "reference" reproduces stable-audio-tools: T5 in fp16, the reference's RNG draws in its
+  order, the full window decoded (the VAE in fp32 on CPU, where fp16 convolutions crawl);
+- "fast" may move numbers by an inaudible amount: T5 in fp32 on CPU with a prompt cache,
+  the CFG null branch skips cross-attention, only the frames a clip needs are decoded,
+  and optional transforms from `fast.py` (fused SnakeBeta, int8 DiT).
+Per-stage entry points (`conditioning`, `dit`, `decode`, `encode_audio`) are public so
+tests can compare them with golden tensors and the benchmark can time them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InvalidRequestError, ModelAccessError
+from . import sampling
+from .conditioners import TextEncoder, assemble
+from .config import ModelConfig
+from .loading import read_state_dict, resolve_model_files
+from .model import StableAudioModel
+
+DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
+DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, spec §3.5)
+
+# Model-card defaults per objective (spec §5.5): Small is rf, 1.0 is v.
+DEFAULTS = {
+    "rf": dict(sampler="pingpong", steps=8, cfg_scale=1.0, sigma_min=None, sigma_max=1.0, rho=None),
+    "v": dict(sampler="dpmpp-3m-sde", steps=100, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0),
+}
+
+
+@dataclass
+class Conditioning:
+    """What the DiT sees: cross tokens (B, N, C) and the global vector (B, G)."""
+
+    cross: torch.Tensor
+    global_cond: torch.Tensor
+
+
+@dataclass
+class GenerationResult:
+    audio: np.ndarray  # float32 (channels, samples), trimmed to the requested seconds
+    sample_rate: int
+    seed: int
+    latents: torch.Tensor  # (1, C, T) as sampled
+
+
+def best_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _load_text_encoder(source: str, cfg: ModelConfig, device, fp16: bool, cache: int) -> TextEncoder:
+    try:
+        return TextEncoder(source, cfg.conditioning.max_length, device, fp16=fp16, cache_size=cache)
+    except OSError as err:
+        raise ModelAccessError(
+            f"cannot load the T5 text encoder {source!r}: {err}. Pass --text-encoder with a local folder "
+            "holding a T5 encoder and its tokenizer (save_pretrained layout), or make the hub reachable"
+        ) from None
+
+
+class StableAudioPipeline:
+    def __init__(self, model: StableAudioModel, text_encoder: TextEncoder, device, numerics: str = "fast"):
+        if numerics not in ("fast", "reference"):
+            raise ValueError(f"numerics must be 'fast' or 'reference', got {numerics!r}")
+        if text_encoder.dim != model.cfg.conditioning.cond_dim:
+            raise InvalidRequestError(
+                f"the text encoder's width {text_encoder.dim} does not match the model's cond_dim "
+                f"{model.cfg.conditioning.cond_dim}: use the text encoder the model was trained with"
+            )
+        self.cfg = model.cfg
+        self.device = torch.device(device)
+        self.numerics = numerics
+        self.text_encoder = text_encoder
+        self.model = model.to(self.device)
+        self.model.fold_weight_norm()
+        self.model.model.skip_null_cross = numerics == "fast"
+
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path = "model",
+        text_encoder: str | Path = DEFAULT_TEXT_ENCODER,
+        device: str | torch.device | None = None,
+        numerics: str = "fast",
+    ) -> StableAudioPipeline:
+        """Loads a local folder or hub repo (`model_config.json` + weights) and its T5 encoder."""
+        config_path, weights_path = resolve_model_files(source)
+        cfg = ModelConfig.from_file(config_path)
+        model = StableAudioModel.from_state_dict(cfg, read_state_dict(weights_path), str(weights_path))
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics)
+
+    @classmethod
+    def from_config(
+        cls, cfg: ModelConfig, text_encoder: str | Path, device=None, numerics: str = "fast", seed: int = 0
+    ) -> StableAudioPipeline:
+        """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
+        from .tiny import randomize_
+
+        torch.manual_seed(seed)
+        model = StableAudioModel(cfg).eval().requires_grad_(False)
+        randomize_(model, seed)
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics)
+
+    @classmethod
+    def _assemble(cls, cfg, model, text_encoder, device, numerics):
+        device = torch.device(device) if device is not None else best_device()
+        # The reference runs T5 in fp16; on CPU fp32 is 4x faster, so fast mode uses it there.
+        fp16 = numerics == "reference" or device.type != "cpu"
+        encoder = _load_text_encoder(text_encoder, cfg, device, fp16, cache=64 if numerics == "fast" else 0)
+        return cls(model, encoder, device, numerics)
+
+    # ------------------------------------------------------------ stages
+
+    @torch.no_grad()
+    def conditioning(
+        self, prompts: list[str], seconds_total: list[float], seconds_start: list[float] | None = None
+    ) -> Conditioning:
+        """Runs T5 and the number conditioners, assembled as the config says (spec §3.3)."""
+        numbers = {}
+        values = {"seconds_total": seconds_total, "seconds_start": seconds_start or [0.0] * len(prompts)}
+        for cid, conditioner in self.model.conditioner.conditioners.items():
+            if cid not in values:
+                raise InvalidRequestError(f"the model needs a value for {cid!r}, which sao-live does not know")
+            numbers[cid] = conditioner(values[cid], self.device)
+        cross, global_cond = assemble(self.cfg, self.text_encoder(prompts), numbers)
+        return Conditioning(cross, global_cond)
+
+    @torch.no_grad()
+    def dit(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        cond: Conditioning,
+        cfg_scale: float = 1.0,
+        negative: Conditioning | None = None,
+    ) -> torch.Tensor:
+        """One guided DiT evaluation: x (B, C, T), t (B,) -> model output (B, C, T)."""
+        neg = None if negative is None else negative.cross
+        return self.model.model(x, t, cond.cross, cond.global_cond, cfg_scale, neg)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, T) -> audio (B, channels, T * 2048) fp32."""
+        return self.model.pretransform.decode(latents)
+
+    @torch.no_grad()
+    def encode_audio(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Audio (B, channels, samples) -> latents sampled from the VAE posterior."""
+        return self.model.pretransform.encode(audio.to(self.device), generator)
+
+    # ------------------------------------------------------------ generation
+
+    def _prepare_init_audio(self, init_audio, sample_size: int) -> torch.Tensor:
+        audio, rate = init_audio
+        audio = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+        if audio.ndim == 1:
+            audio = audio[None]
+        if audio.ndim != 2 or not torch.isfinite(audio).all():
+            raise InvalidRequestError("init_audio must be finite audio shaped (channels, samples)")
+        if rate != self.cfg.sample_rate:
+            import soxr  # not bit-identical to the reference's torchaudio resampler
+
+            audio = torch.from_numpy(soxr.resample(audio.T.numpy(), rate, self.cfg.sample_rate).T.copy())
+        audio = audio.repeat(2, 1) if audio.shape[0] == 1 else audio[:2]
+        audio = audio[:, :sample_size]
+        audio = torch.nn.functional.pad(audio, (0, sample_size - audio.shape[1]))
+        return audio[None].to(self.device)
+
+    def _check(self, prompt, seconds, steps, cfg_scale, sample_size) -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError(f"prompt must be a non-empty string, got {prompt!r}")
+        window = sample_size / self.cfg.sample_rate
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= window:
+            raise InvalidRequestError(f"seconds must be in (0, {window:.2f}] for this model, got {seconds!r}")
+        if not isinstance(steps, int) or not 1 <= steps <= 1000:
+            raise InvalidRequestError(f"steps must be an integer in [1, 1000], got {steps!r}")
+        if not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) or not 0 <= cfg_scale <= 50:
+            raise InvalidRequestError(f"cfg_scale must be in [0, 50], got {cfg_scale!r}")
+
+    def generate(
+        self,
+        prompt: str,
+        seconds: float | None = None,
+        seed: int | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        sampler: str | None = None,
+        negative_prompt: str | None = None,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        rho: float | None = None,
+        sample_size: int | None = None,
+        init_audio: tuple[np.ndarray, int] | None = None,
+        init_noise_level: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> GenerationResult:
+        """Generates one clip of `seconds` (default: the whole window) for `prompt`.
+
+        `init_audio` is (audio (channels, samples) float, sample_rate); `init_noise_level`
+        is sigma_max for it (rf: in (0, 1], default 0.1; v: default 1.0).
+        `progress(done_steps, total_steps)` is called after every sampler step; raising
+        `sao_live.errors.Cancelled` from it stops the generation.
+        """
+        d = DEFAULTS[self.cfg.objective]
+        sample_size = sample_size or self.cfg.sample_size
+        seconds = sample_size / self.cfg.sample_rate if seconds is None else seconds
+        steps = d["steps"] if steps is None else steps
+        cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
+        self._check(prompt, seconds, steps, cfg_scale, sample_size)
+        if sample_size % 2048 or sample_size <= 0:
+            raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size}")
+        sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
+        seed = random.randint(0, 2**32 - 2) if seed is None or seed < 0 else int(seed)
+
+        # RNG draws in the reference's order (spec §5.2): noise, init-audio posterior, tree seed.
+        generator = torch.Generator(self.device).manual_seed(seed)
+        cpu_generator = generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
+        frames = sample_size // 2048
+        noise = torch.randn([1, self.cfg.dit.io_channels, frames], generator=generator, device=self.device)
+
+        cond = self.conditioning([prompt], [seconds])
+        negative = self.conditioning([negative_prompt], [seconds]) if negative_prompt else None
+        init = None
+        if init_audio is not None:
+            init = self.encode_audio(self._prepare_init_audio(init_audio, sample_size), generator)
+
+        def velocity(x, t):  # rf: the guided model output is the velocity
+            return self.dit(x, t, cond, cfg_scale, negative)
+
+        def denoise(x, sigma):  # v: k-diffusion's VDenoiser, sigma_data = 1
+            c_skip = 1 / (sigma**2 + 1)
+            c_out = -sigma / (sigma**2 + 1) ** 0.5
+            c_in = 1 / (sigma**2 + 1) ** 0.5
+            t = sigma.atan() / math.pi * 2
+            out = self.dit(x * c_in[:, None, None], t, cond, cfg_scale, negative)
+            return out * c_out[:, None, None] + x * c_skip[:, None, None]
+
+        callback = None if progress is None else (lambda info: progress(info["i"] + 1, info["steps"]))
+        if self.cfg.objective == "rf":
+            level = init_noise_level if init_noise_level is not None else 0.1
+            top = min(sigma_max if sigma_max is not None else 1.0, 1.0) if init is None else level
+            sigmas = sampling.get_sigmas_rf(steps, top)
+            x = noise if init is None else init * (1 - top) + noise * top
+            latents = sample(velocity, x, sigmas, callback=callback, generator=generator)
+        else:
+            top = sigma_max if sigma_max is not None else d["sigma_max"]
+            if init is not None:
+                top = init_noise_level if init_noise_level is not None else 1.0
+            low = sigma_min if sigma_min is not None else d["sigma_min"]
+            sigmas = sampling.get_sigmas_polyexponential(steps, low, top, rho or d["rho"]).to(self.device)
+            x = noise * sigmas[0] if init is None else init + noise * sigmas[0]
+            latents = sample(denoise, x, sigmas, callback=callback, generator=cpu_generator)
+
+        keep = round(seconds * self.cfg.sample_rate)
+        if self.numerics == "fast":
+            # Decode only what the clip needs, plus a margin beyond the receptive field.
+            needed = math.ceil(keep / 2048) + DECODE_MARGIN_FRAMES
+            audio = self.decode(latents[:, :, :needed])
+        else:
+            audio = self.decode(latents)
+        audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
+        return GenerationResult(audio, self.cfg.sample_rate, seed, latents)

@@ -1,0 +1,490 @@
+#!/usr/bin/env python
+"""Makes the golden test data in tests/golden/ from the reference (stable-audio-tools 0.0.19).
+
+Run inside the reference venv (tools/setup_reference_venv.sh), from anywhere:
+
+    /work/refvenv/bin/python tools/make_golden.py [--out tests/golden] [--skip-published]
+
+It only *calls* the reference. What it writes:
+
+- t5/                    tiny random T5 encoder + tokenizer (sao_live.engine.tiny, seed 0)
+- small/, sao1/          for tiny-small.json / tiny-1.0.json:
+    model.safetensors    reference state_dict (published layout, fp32) after a seeded re-init
+    model_config.json    the config it was built from
+    golden.safetensors   fp32 tensors (ids and masks int64), names listed in golden.json
+    golden.json          every setting used, so a test can replay each tensor
+- published_keys.json    key -> shape of the reference state_dict for the published configs
+
+Deterministic: every random draw comes from a fixed seed; re-running rewrites the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shutil
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO))
+
+import _reference as R  # noqa: E402
+
+R.import_reference()
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from torch import nn  # noqa: E402
+
+from sao_live.engine.tiny import build_tiny_text_encoder  # noqa: E402
+
+PROMPTS = ["warm arpeggios on house beats 120BPM with drums effect", "kick"]
+NEGATIVES = ["drums", "noise"]
+SECONDS_TOTAL = [0.5, 300.0]  # 300 > Small's max_val 256: tests clamping
+SECONDS_START = [0.0, 2.0]
+DIT_T = [0.3, 0.85]
+GEN_PROMPT = PROMPTS[0]
+GEN_NEGATIVE = "noise"
+GEN_SECONDS_TOTAL = 0.6
+GEN_SEED = 42
+GEN_SAMPLE_SIZE = 32768
+SAMPLE_RATE = 44100
+ENCODE_SEED = 1234
+T5_SEED = 0
+REINIT_SEED = {"small": 1000, "sao1": 1001}
+INPUT_SEED = {"small": 2000, "sao1": 2001}
+VARIANTS = {"small": "tiny-small.json", "sao1": "tiny-1.0.json"}
+PUBLISHED = {
+    "sao-small": ("sao-small.json", 497_239_458),
+    "sao-1.0": ("sao-1.0.json", 1_213_448_210),
+}
+
+# Re-init scales (documented in golden.json): weights ~ randn/sqrt(fan_in) times a factor;
+# the last layer of every residual branch is scaled down so activations stay O(1).
+SCALES = {
+    "weight_fan_in_gain": 1.0,
+    "residual_branch_out_gain": 0.5,
+    "bias_std": 0.02,
+    "norm_gamma": "1 + 0.1*randn",
+    "qk_norm_bias_std": 0.1,
+    "snake_log_param_std": 0.1,
+    "fourier_and_number_weights_std": 1.0,
+    "weight_norm": "v = W, g = ||W|| * (1 + 0.1*randn), W ~ randn/sqrt(fan_in) (fan_in of a "
+    "ConvTranspose = in_channels*kernel/stride)",
+}
+
+
+# --------------------------------------------------------------------------- re-initialisation
+
+
+def _fan_in(mod: nn.Module, shape) -> float:
+    if isinstance(mod, nn.ConvTranspose1d):
+        return shape[0] * shape[2] / mod.stride[0]
+    if isinstance(mod, nn.Conv1d):
+        return shape[1] * shape[2]
+    if isinstance(mod, nn.Linear):
+        return shape[1]
+    raise TypeError(type(mod))
+
+
+def _residual_outputs(model: nn.Module) -> set[int]:
+    """ids of modules that end a residual branch (their output is added to a skip path)."""
+    from stable_audio_tools.models.autoencoders import ResidualUnit
+    from stable_audio_tools.models.transformer import Attention, FeedForward
+
+    out = set()
+    for mod in model.modules():
+        if isinstance(mod, ResidualUnit):
+            out.add(id(mod.layers[-1]))
+        elif isinstance(mod, Attention):
+            out.add(id(mod.to_out))
+        elif isinstance(mod, FeedForward):
+            out.add(id(mod.ff[-1]))
+    dit = model.model.model
+    out.add(id(dit.preprocess_conv))
+    out.add(id(dit.postprocess_conv))
+    return out
+
+
+@torch.no_grad()
+def reinit_(model: nn.Module, seed: int) -> None:
+    """Re-initialises every parameter (weight-norm g and v included) with seeded random values.
+    Buffers (norm betas, rotary inv_freq) are left alone."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+    residual = _residual_outputs(model)
+    gain_of = lambda mod: SCALES["residual_branch_out_gain"] if id(mod) in residual else 1.0  # noqa: E731
+    done: set[int] = set()
+    for name, mod in model.named_modules():
+        own = dict(mod.named_parameters(recurse=False))
+        if not own:
+            continue
+        cls = type(mod).__name__
+        if "weight_v" in own:  # torch weight_norm, dim=0
+            v, g = own["weight_v"], own["weight_g"]
+            w = randn(v.shape) / math.sqrt(_fan_in(mod, v.shape)) * gain_of(mod)
+            v.copy_(w)
+            norm = w.flatten(1).norm(dim=1).view(g.shape)
+            g.copy_(norm * (1 + 0.1 * randn(g.shape)))
+            if own.get("bias") is not None:
+                own["bias"].copy_(SCALES["bias_std"] * randn(own["bias"].shape))
+        elif isinstance(mod, (nn.Linear, nn.Conv1d, nn.ConvTranspose1d)):
+            w = own["weight"]
+            w.copy_(randn(w.shape) / math.sqrt(_fan_in(mod, w.shape)) * gain_of(mod))
+            if own.get("bias") is not None:
+                own["bias"].copy_(SCALES["bias_std"] * randn(own["bias"].shape))
+        elif isinstance(mod, nn.LayerNorm):  # qk-norm
+            own["weight"].copy_(1 + 0.1 * randn(own["weight"].shape))
+            if own.get("bias") is not None:
+                own["bias"].copy_(SCALES["qk_norm_bias_std"] * randn(own["bias"].shape))
+        elif cls == "LayerNorm":  # the transformer's own LayerNorm: gamma param, beta buffer
+            own["gamma"].copy_(1 + 0.1 * randn(own["gamma"].shape))
+        elif cls == "SnakeBeta":
+            for k in ("alpha", "beta"):
+                own[k].copy_(SCALES["snake_log_param_std"] * randn(own[k].shape))
+        elif cls in ("FourierFeatures", "LearnedPositionalEmbedding"):
+            for p in own.values():
+                p.copy_(randn(p.shape))
+        else:
+            raise TypeError(f"don't know how to re-init {name} ({cls}): {list(own)}")
+        done.update(id(p) for p in own.values())
+    missed = [n for n, p in model.named_parameters() if id(p) not in done]
+    assert not missed, missed
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def f32(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float32).contiguous().clone()
+
+
+def i64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.int64).contiguous().clone()
+
+
+def check_sane(name: str, t: torch.Tensor, lo: float = 1e-3, hi: float = 1e3) -> None:
+    t = t.float()
+    assert torch.isfinite(t).all(), f"{name}: non-finite values"
+    std = t.std().item()
+    assert lo < std < hi, f"{name}: degenerate std {std:g}"
+
+
+def test_signal() -> torch.Tensor:
+    """(1, 2, 32768) deterministic stereo test signal: sines + a little seeded noise, ~0.5 peak."""
+    n = GEN_SAMPLE_SIZE
+    t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
+    left = 0.25 * torch.sin(2 * math.pi * 220.0 * t) + 0.15 * torch.sin(2 * math.pi * 1375.0 * t)
+    right = 0.25 * torch.sin(2 * math.pi * 330.0 * t + 0.5) + 0.1 * torch.sin(2 * math.pi * 3100.0 * t)
+    x = torch.stack([left, right]).to(torch.float32)[None]
+    g = torch.Generator().manual_seed(7)
+    return x + 0.02 * torch.randn(x.shape, generator=g)
+
+
+def metadata(kind: str, prompts, seconds_total, seconds_start):
+    out = []
+    for i, p in enumerate(prompts):
+        d = {"prompt": p, "seconds_total": seconds_total[i]}
+        if kind == "sao1":
+            d["seconds_start"] = seconds_start[i]
+        out.append(d)
+    return out
+
+
+class Capture:
+    """Records the kwargs of the T5 encoder call made inside the reference's conditioner."""
+
+    def __init__(self, t5_model):
+        self.calls = []
+        self.handle = t5_model.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, _mod, args, kwargs):
+        self.calls.append({k: v.clone() for k, v in kwargs.items() if torch.is_tensor(v)})
+
+    def close(self):
+        self.handle.remove()
+
+
+# --------------------------------------------------------------------------- per-config goldens
+
+
+def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict:
+    from stable_audio_tools.inference.generation import generate_diffusion_cond
+
+    config = json.loads(cfg_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = R.build_reference_model(config, t5_dir, vae_fp32=True)
+    reinit_(model, REINIT_SEED[kind])
+    model.eval()
+    t5c = R.t5_conditioner(model)
+    io = model.io_channels
+    frames = GEN_SAMPLE_SIZE // model.pretransform.downsampling_ratio
+    tensors: dict[str, torch.Tensor] = {}
+    info: dict = {
+        "config": f"sao_live/configs/{cfg_path.name}",
+        "diffusion_objective": model.diffusion_objective,
+        "vae_dtype": "float32",
+        "vae_dtype_note": "pretransform built, then model_half=False and model.float(): the VAE "
+        "runs fp32 on CPU (our CPU rule) even where the config says model_half",
+        "t5_dtype": str(t5c.model.dtype).replace("torch.", ""),
+        "reinit_seed": REINIT_SEED[kind],
+        "reinit_scales": SCALES,
+        "input_seed": INPUT_SEED[kind],
+        "io_channels": io,
+        "latent_frames": frames,
+    }
+
+    with torch.no_grad():
+        # ---- conditioning
+        meta = metadata(kind, PROMPTS, SECONDS_TOTAL, SECONDS_START)
+        cap = Capture(t5c.model)
+        cond = model.conditioner(meta, "cpu")
+        cap.close()
+        assert len(cap.calls) == 1
+        tensors["tokens.ids"] = i64(cap.calls[0]["input_ids"])
+        tensors["tokens.mask"] = i64(cap.calls[0]["attention_mask"])
+        emb, mask = cond["prompt"]
+        assert emb.dtype == torch.float32 and mask.dtype == torch.bool
+        tensors["cond.prompt"] = f32(emb)
+        tensors["cond.prompt_mask"] = i64(mask)
+        tensors["cond.seconds_total"] = f32(cond["seconds_total"][0])
+        if kind == "sao1":
+            tensors["cond.seconds_start"] = f32(cond["seconds_start"][0])
+        inputs = model.get_conditioning_inputs(cond)
+        tensors["cond.cross"] = f32(inputs["cross_attn_cond"])
+        tensors["cond.cross_mask"] = i64(inputs["cross_attn_mask"])
+        tensors["cond.global"] = f32(inputs["global_cond"])
+        check_sane("cond.prompt", emb)
+        info["conditioning"] = {
+            "metadata": meta,
+            "call": "model.conditioner(metadata, 'cpu') then model.get_conditioning_inputs(...)",
+            "t5_max_length": t5c.max_length,
+            "tokenizer_call": {"truncation": True, "max_length": t5c.max_length,
+                               "padding": "max_length", "return_tensors": "pt"},
+        }
+
+        # ---- DiT forward
+        g = torch.Generator().manual_seed(INPUT_SEED[kind])
+        x = torch.randn([len(PROMPTS), io, frames], generator=g)
+        t = torch.tensor(DIT_T, dtype=torch.float32)
+        tensors["dit.x"], tensors["dit.t"] = f32(x), f32(t)
+        neg_meta = metadata(kind, NEGATIVES, SECONDS_TOTAL, SECONDS_START)
+        neg = model.get_conditioning_inputs(model.conditioner(neg_meta, "cpu"), negative=True)
+        tensors["dit.neg_cross"] = f32(neg["negative_cross_attn_cond"])
+        tensors["dit.neg_cross_mask"] = f32(neg["negative_cross_attn_mask"])
+        common = dict(batch_cfg=True, rescale_cfg=True)
+        dit_calls = {
+            "dit.out": dict(cfg_scale=1.0),
+            "dit.out_cfg": dict(cfg_scale=7.0),
+            "dit.out_cfg_neg": dict(cfg_scale=7.0, negative=True),
+        }
+        for name, kw in dit_calls.items():
+            extra = dict(neg) if kw.get("negative") else {}
+            out = model.model(x, t, **inputs, **extra, cfg_scale=kw["cfg_scale"], **common)
+            check_sane(name, out)
+            tensors[name] = f32(out)
+        assert not torch.allclose(tensors["dit.out_cfg"], tensors["dit.out_cfg_neg"])
+        info["dit"] = {
+            "x": "randn([B, io, frames]) from torch.Generator().manual_seed(input_seed)",
+            "t": DIT_T,
+            "negative_metadata": neg_meta,
+            "call": "model.model(x, t, **get_conditioning_inputs(cond), [**get_conditioning_inputs("
+            "neg_cond, negative=True)], cfg_scale=s, batch_cfg=True, rescale_cfg=True) "
+            "(DiTWrapper kwargs: cross_attn_cond, cross_attn_mask, global_cond, input_concat_cond,"
+            " prepend_cond, prepend_cond_mask, negative_cross_attn_cond, negative_cross_attn_mask,"
+            " negative_global_cond, negative_input_concat_cond)",
+            "calls": {k: {"cfg_scale": v["cfg_scale"], "negative": bool(v.get("negative"))}
+                      for k, v in dit_calls.items()},
+            "scale_phi": 0.0,
+        }
+
+        # ---- VAE
+        pt = model.pretransform
+        latent = torch.randn([1, io, frames], generator=g)
+        tensors["vae.latent"] = f32(latent)
+        audio = pt.decode(latent)
+        check_sane("vae.audio", audio)
+        tensors["vae.audio"] = f32(audio)
+        audio_in = test_signal()
+        tensors["vae.audio_in"] = audio_in
+        moments = pt.model.encoder(audio_in)
+        tensors["vae.moments"] = f32(moments)
+        check_sane("vae.moments", moments)
+        torch.manual_seed(ENCODE_SEED)
+        encoded = pt.encode(audio_in)
+        tensors["vae.encoded"] = f32(encoded)
+        info["vae"] = {
+            "latent": "randn([1, io, frames]) from the same generator as dit.x, right after it",
+            "audio": "model.pretransform.decode(latent)",
+            "audio_in": "test signal (see make_golden.test_signal), stored",
+            "moments": "model.pretransform.model.encoder(audio_in) (before the VAE bottleneck)",
+            "encoded": f"torch.manual_seed({ENCODE_SEED}); model.pretransform.encode(audio_in) "
+            "(bottleneck: mean, scale = moments.chunk(2, 1); "
+            "mean + randn_like(mean) * (softplus(scale) + 1e-4))",
+            "iterate_batch": pt.iterate_batch,
+        }
+
+        # ---- full generations
+        gens = gen_plan(kind)
+        info["generations"] = {}
+        for name, call in gens.items():
+            kwargs = dict(call)
+            if kwargs.pop("init_audio", None) is not None:
+                kwargs["init_audio"] = (SAMPLE_RATE, audio_in[0])
+            captured = {}
+            orig_decode = pt.decode
+
+            def decode_hook(z, **kw):
+                captured["latent"] = z.detach().clone()
+                return orig_decode(z, **kw)
+
+            pt.decode = decode_hook
+            try:
+                out = generate_diffusion_cond(model, **kwargs)
+            finally:
+                del pt.decode  # back to the class method
+            check_sane(f"gen.{name}", out)
+            tensors[f"gen.{name}"] = f32(out)
+            tensors[f"gen.{name}.latent"] = f32(captured["latent"])
+            replay = dict(call)
+            if replay.get("init_audio") is not None:
+                replay["init_audio"] = [SAMPLE_RATE, "vae.audio_in[0]"]
+            info["generations"][name] = {
+                "function": "stable_audio_tools.inference.generation.generate_diffusion_cond",
+                "kwargs": replay,
+                "outputs": [f"gen.{name}", f"gen.{name}.latent"],
+            }
+            print(f"  gen.{name}: {tuple(out.shape)} std {out.std().item():.4g}")
+
+    # ---- write
+    sd = {k: f32(v) for k, v in model.state_dict().items()}
+    save_file(sd, str(out_dir / "model.safetensors"))
+    shutil.copyfile(cfg_path, out_dir / "model_config.json")
+    save_file(tensors, str(out_dir / "golden.safetensors"))
+    info["tensors"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                       for k, v in tensors.items()}
+    info["state_dict_elements"] = sum(v.numel() for v in sd.values())
+    info["versions"] = versions()
+    (out_dir / "golden.json").write_text(json.dumps(info, indent=2) + "\n")
+    for f in ("model.safetensors", "model_config.json", "golden.safetensors", "golden.json"):
+        print(f"  wrote {out_dir / f} ({(out_dir / f).stat().st_size:,} bytes)")
+    return info
+
+
+def gen_plan(kind: str) -> dict:
+    base = dict(batch_size=1, sample_size=GEN_SAMPLE_SIZE, seed=GEN_SEED, device="cpu")
+    cond = {"prompt": GEN_PROMPT, "seconds_total": GEN_SECONDS_TOTAL}
+    neg = {"prompt": GEN_NEGATIVE, "seconds_total": GEN_SECONDS_TOTAL}
+    if kind == "sao1":
+        cond["seconds_start"] = 0.0
+        neg["seconds_start"] = 0.0
+        v = dict(base, steps=10, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0,
+                 conditioning=[cond])
+        return {
+            "dpmpp-3m-sde": dict(v, sampler_type="dpmpp-3m-sde", negative_conditioning=[neg]),
+            "dpmpp-2m-sde": dict(v, sampler_type="dpmpp-2m-sde"),
+            "dpmpp-2m": dict(v, sampler_type="dpmpp-2m"),
+            "a2a": dict(v, sampler_type="dpmpp-3m-sde", init_audio=True, init_noise_level=5.0),
+        }
+    rf = dict(base, steps=8, cfg_scale=1.0, conditioning=[cond])
+    return {
+        "pingpong": dict(rf, sampler_type="pingpong"),
+        "euler": dict(rf, sampler_type="euler"),
+        "dpmpp": dict(rf, sampler_type="dpmpp"),
+        "pingpong_cfg_neg": dict(rf, sampler_type="pingpong", cfg_scale=4.0,
+                                 negative_conditioning=[neg]),
+        "a2a": dict(rf, sampler_type="pingpong", init_audio=True, init_noise_level=0.5),
+    }
+
+
+def versions() -> dict:
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "stable-audio-tools": version("stable-audio-tools"),
+        "k-diffusion": version("k-diffusion"),
+        "transformers": transformers.__version__,
+        "tokenizers": version("tokenizers"),
+        "torchsde": version("torchsde"),
+        "numpy": version("numpy"),
+        "flash_attn": "absent (reference uses F.scaled_dot_product_attention)",
+    }
+
+
+# --------------------------------------------------------------------------- published layout
+
+
+def published_keys(t5_dir: Path) -> dict:
+    result = {}
+    for name, (fname, expected) in PUBLISHED.items():
+        config = json.loads((REPO / "sao_live" / "configs" / fname).read_text())
+        try:
+            with torch.device("meta"):
+                model = R.build_reference_model(config, t5_dir, vae_fp32=False)
+            where = "meta"
+        except Exception as exc:  # pragma: no cover - fallback
+            print(f"  meta build failed ({exc!r}); building on CPU")
+            model = R.build_reference_model(config, t5_dir, vae_fp32=False)
+            where = "cpu"
+        sd = model.state_dict()
+        keys = {k: list(v.shape) for k, v in sd.items()}
+        total = sum(v.numel() for v in sd.values())
+        assert total == expected, f"{name}: {total} elements, spec says {expected}"
+        params = sum(p.numel() for p in model.parameters())
+        result[name] = {
+            "config": f"sao_live/configs/{fname}",
+            "total_elements": total,
+            "parameter_elements": params,
+            "buffer_elements": total - params,
+            "built_on": where,
+            "keys": keys,
+        }
+        print(f"  {name}: {len(keys)} keys, {total:,} elements (matches spec)")
+        del model, sd
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "tests" / "golden")
+    ap.add_argument("--skip-published", action="store_true",
+                    help="don't rebuild published_keys.json")
+    args = ap.parse_args()
+    torch.set_grad_enabled(False)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    t5_dir = out / "t5"
+    if t5_dir.exists():
+        shutil.rmtree(t5_dir)
+    build_tiny_text_encoder(t5_dir, seed=T5_SEED)
+    print(f"wrote {t5_dir} (tiny T5, seed {T5_SEED})")
+
+    for kind, fname in VARIANTS.items():
+        print(f"{kind}: {fname}")
+        make_variant(kind, REPO / "sao_live" / "configs" / fname, out / kind, t5_dir)
+
+    if not args.skip_published:
+        print("published_keys.json")
+        pk = published_keys(t5_dir)
+        pk["_note"] = ("reference state_dict key -> shape (T5 not included: the conditioner "
+                       "keeps it outside the module tree). Includes the buffers "
+                       "(norm betas, rotary inv_freq). Weight norm as weight_g/weight_v.")
+        (out / "published_keys.json").write_text(json.dumps(pk, indent=1) + "\n")
+        print(f"  wrote {out / 'published_keys.json'}")
+
+    total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"total size of {out}: {total / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -149,7 +149,11 @@ def local_t5(t5_folder: str | os.PathLike, dim: int | None = None):
         return orig_tok(t5_folder, *args, **kwargs)
 
     def enc_from_pretrained(_name, *args, **kwargs):
-        return orig_enc(t5_folder, *args, **kwargs)
+        import torch
+
+        # Real weights even when the model is being built under torch.device("meta").
+        with torch.device("cpu"):
+            return orig_enc(t5_folder, *args, **kwargs)
 
     # The conditioner does `from transformers import T5EncoderModel, AutoTokenizer` inside its
     # constructor, so patching the attributes on the classes is what it sees.

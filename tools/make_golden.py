@@ -67,8 +67,8 @@ PUBLISHED = {
 # Re-init scales (documented in golden.json): weights ~ randn/sqrt(fan_in) times a factor;
 # the last layer of every residual branch is scaled down so activations stay O(1).
 SCALES = {
-    "weight_fan_in_gain": 1.0,
     "residual_branch_out_gain": 0.5,
+    "vae_decoder_out_conv_gain": 0.15,
     "bias_std": 0.02,
     "norm_gamma": "1 + 0.1*randn",
     "qk_norm_bias_std": 0.1,
@@ -92,22 +92,26 @@ def _fan_in(mod: nn.Module, shape) -> float:
     raise TypeError(type(mod))
 
 
-def _residual_outputs(model: nn.Module) -> set[int]:
-    """ids of modules that end a residual branch (their output is added to a skip path)."""
+def _gains(model: nn.Module) -> dict[int, float]:
+    """Extra weight gains by module id: the last layer of each residual branch (its output is
+    added to a skip path) and the VAE decoder's output conv (keeps the audio about unit std)."""
     from stable_audio_tools.models.autoencoders import ResidualUnit
     from stable_audio_tools.models.transformer import Attention, FeedForward
 
-    out = set()
+    res = SCALES["residual_branch_out_gain"]
+    out: dict[int, float] = {}
     for mod in model.modules():
         if isinstance(mod, ResidualUnit):
-            out.add(id(mod.layers[-1]))
+            out[id(mod.layers[-1])] = res
         elif isinstance(mod, Attention):
-            out.add(id(mod.to_out))
+            out[id(mod.to_out)] = res
         elif isinstance(mod, FeedForward):
-            out.add(id(mod.ff[-1]))
+            out[id(mod.ff[-1])] = res
     dit = model.model.model
-    out.add(id(dit.preprocess_conv))
-    out.add(id(dit.postprocess_conv))
+    out[id(dit.preprocess_conv)] = res
+    out[id(dit.postprocess_conv)] = res
+    last_conv = [m for m in model.pretransform.model.decoder.modules() if isinstance(m, nn.Conv1d)][-1]
+    out[id(last_conv)] = SCALES["vae_decoder_out_conv_gain"]
     return out
 
 
@@ -120,8 +124,11 @@ def reinit_(model: nn.Module, seed: int) -> None:
     def randn(shape):
         return torch.randn(shape, generator=gen, dtype=torch.float32)
 
-    residual = _residual_outputs(model)
-    gain_of = lambda mod: SCALES["residual_branch_out_gain"] if id(mod) in residual else 1.0  # noqa: E731
+    gains = _gains(model)
+
+    def gain_of(mod):
+        return gains.get(id(mod), 1.0)
+
     done: set[int] = set()
     for name, mod in model.named_modules():
         own = dict(mod.named_parameters(recurse=False))

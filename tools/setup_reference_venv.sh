@@ -32,11 +32,12 @@ PIP=("$VENV_DIR/bin/python" -m pip install --disable-pip-version-check)
     dctorch pillow "numpy<2" soundfile soxr platformdirs
 
 # 4. sao_live itself (only its tiny-model helpers are used by the golden script).
-if [ -f "$REPO_DIR/pyproject.toml" ] || [ -f "$REPO_DIR/setup.py" ]; then
+SITE="$("$VENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ -f "$REPO_DIR/pyproject.toml" ]; then
+    rm -f "$SITE/sao_live_repo.pth"
     "${PIP[@]}" --no-deps -e "$REPO_DIR"
 else
-    # No packaging metadata yet: put the repo on the path with a .pth file instead.
-    SITE="$("$VENV_DIR/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    # No packaging metadata: put the repo on the path with a .pth file instead.
     echo "$REPO_DIR" > "$SITE/sao_live_repo.pth"
     echo "no pyproject.toml: wrote $SITE/sao_live_repo.pth"
 fi

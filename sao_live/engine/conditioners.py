@@ -62,7 +62,9 @@ class TextEncoder:
 
     def __init__(self, source: str, max_length: int, device: torch.device, fp16: bool, cache_size: int = 0):
         from transformers import AutoTokenizer, T5EncoderModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         model = T5EncoderModel.from_pretrained(source).eval().requires_grad_(False)
         self.model = model.to(device=device, dtype=torch.float16 if fp16 else torch.float32)

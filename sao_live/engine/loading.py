@@ -35,14 +35,14 @@ def _hub_error(repo: str, filename: str, err: Exception) -> ModelAccessError:
             f"{repo} was not found or your token cannot see it (a gated repo answers 401 without a "
             f"token): check the name, accept the licence at {page}, and log in with `hf auth login`"
         )
-    if isinstance(err, hub_errors.EntryNotFoundError):
-        return ModelAccessError(f"{repo} has no file {filename}")
-    if isinstance(err, hub_errors.LocalEntryNotFoundError):
+    if isinstance(err, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, ConnectionError)):
         return ModelAccessError(
             f"cannot download {filename} from {repo}: no network or HF_HUB_OFFLINE is set, and it is not "
             "in the local cache; download it on a connected machine (`hf download "
             f"{repo} model_config.json model.safetensors --local-dir model/`) and pass the folder"
         )
+    if isinstance(err, hub_errors.EntryNotFoundError | hub_errors.RemoteEntryNotFoundError):
+        return ModelAccessError(f"{repo} has no file {filename}")
     return ModelAccessError(f"downloading {filename} from {repo} failed: {err}")
 
 
@@ -78,7 +78,9 @@ def _download(repo: str) -> tuple[Path, Path]:
     config = fetch("model_config.json")
     try:
         return config, Path(hf_hub_download(repo, "model.safetensors"))
-    except hub_errors.EntryNotFoundError:
+    except (hub_errors.RemoteEntryNotFoundError, hub_errors.EntryNotFoundError) as err:
+        if isinstance(err, hub_errors.LocalEntryNotFoundError):
+            raise _hub_error(repo, "model.safetensors", err) from err
         return config, fetch("model.ckpt")
     except Exception as err:
         raise _hub_error(repo, "model.safetensors", err) from err

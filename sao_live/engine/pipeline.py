@@ -276,3 +276,34 @@ class StableAudioPipeline:
             audio = self.decode(latents)
         audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
         return GenerationResult(audio, self.cfg.sample_rate, seed, latents)
+
+
+# Names that build a model with random weights instead of loading files.
+RANDOM_MODELS = {
+    "tiny-random": ("tiny-small.json", "tiny"),
+    "tiny-random-1.0": ("tiny-1.0.json", "tiny"),
+    "random-small": ("sao-small.json", "t5-base"),
+    "random-1.0": ("sao-1.0.json", "t5-base"),
+}
+
+
+def load_pipeline(
+    model: str | Path = "model",
+    text_encoder: str | Path | None = None,
+    device: str | torch.device | None = None,
+    numerics: str = "fast",
+) -> StableAudioPipeline:
+    """A pipeline from a folder, a hub repo id, or one of RANDOM_MODELS (no download).
+
+    `tiny-random` is a toy model shaped like SAO Small for smoke runs and tests;
+    `random-small` / `random-1.0` are the published sizes with random weights (benchmarks).
+    """
+    if str(model) in RANDOM_MODELS:
+        from .tiny import random_t5_base_folder, tiny_text_encoder_folder
+
+        config_name, encoder_kind = RANDOM_MODELS[str(model)]
+        cfg = ModelConfig.from_file(Path(__file__).resolve().parent.parent / "configs" / config_name)
+        if text_encoder is None:
+            text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
+        return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics)
+    return StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics)

@@ -122,3 +122,21 @@ def tiny_text_encoder_folder() -> Path:
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
         build_tiny_text_encoder(folder)
     return folder
+
+
+def random_t5_base_folder() -> Path:
+    """A random encoder at t5-base's size (for benchmarks at published sizes), cached."""
+    from platformdirs import user_cache_dir
+
+    folder = Path(user_cache_dir("sao-live")) / "random-t5-base"
+    if not (folder / "model.safetensors").is_file():
+        build_tiny_text_encoder(folder)  # tokenizer, then replace the model with a t5-base-sized one
+        from transformers import T5Config, T5EncoderModel
+
+        torch.manual_seed(0)
+        config = T5Config(
+            vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
+            relative_attention_num_buckets=32, feed_forward_proj="relu",
+        )
+        T5EncoderModel(config).save_pretrained(folder)
+    return folder

@@ -1,0 +1,95 @@
+"""`sao-live bench`: per-stage speed on this machine, as JSON.
+
+Stages: loading, text encoding (T5 + numbers), one DiT step (batch 1, and the CFG batch
+of 2), VAE decode of the frames a clip of --seconds needs, and end to end. Each figure
+is the median of --repeat runs after one warm-up run, which is reported on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+from .generate import add_model_arguments
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("bench", help="time each stage of generation on this machine (JSON)")
+    p.add_argument("--seconds", type=float, default=None, help="clip length (default: the whole window)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--stages", default="text,dit,dit_cfg,decode,end_to_end", help="comma-separated subset")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_model_arguments(p)
+    p.set_defaults(model="random-small")
+    return p
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(fn, repeat: int) -> dict:
+    start = time.perf_counter()
+    fn()
+    warmup = time.perf_counter() - start
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - start)
+    return {"median_s": round(statistics.median(runs), 4), "warmup_s": round(warmup, 4), "runs_s": runs}
+
+
+def run(args) -> int:
+    import torch
+
+    from ..engine.pipeline import load_pipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics)
+    report = {
+        "model": str(args.model),
+        "numerics": args.numerics,
+        "device": str(pipe.device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_s": round(time.perf_counter() - start, 3),
+    }
+    cfg = pipe.cfg
+    seconds = args.seconds or cfg.window_seconds
+    frames = cfg.latent_frames
+    decode_frames = frames if args.numerics == "reference" else min(frames, int(seconds * cfg.sample_rate / 2048) + 17)
+    report.update(seconds=seconds, window_frames=frames, decode_frames=decode_frames)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, cfg.dit.io_channels, frames, generator=gen).to(pipe.device)
+    t = torch.full((1,), 0.5, device=pipe.device)
+    cond = pipe.conditioning(["warm arpeggios on house beats 120BPM with drums effect"], [seconds])
+    stages = set(args.stages.split(","))
+    timings = {}
+    if "text" in stages:
+        prompts = iter(f"prompt number {i} for timing" for i in range(10_000))  # defeat the prompt cache
+        timings["text"] = _timed(lambda: pipe.conditioning([next(prompts)], [seconds]), args.repeat)
+    if "dit" in stages:
+        timings["dit"] = _timed(lambda: pipe.dit(x, t, cond, 1.0), args.repeat)
+    if "dit_cfg" in stages:
+        timings["dit_cfg"] = _timed(lambda: pipe.dit(x, t, cond, 7.0), args.repeat)
+    if "decode" in stages:
+        z = torch.randn(1, cfg.dit.io_channels, decode_frames, generator=gen).to(pipe.device)
+        timings["decode"] = _timed(lambda: pipe.decode(z), args.repeat)
+    if "end_to_end" in stages:
+        timings["end_to_end"] = _timed(
+            lambda: pipe.generate("warm arpeggios on house beats 120BPM", seconds=seconds, seed=1, steps=args.steps),
+            args.repeat,
+        )
+    report["stages"] = timings
+    report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    return 0

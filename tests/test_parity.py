@@ -131,12 +131,11 @@ def test_full_generation(model, name):
         init_audio=init,
         init_noise_level=kw.get("init_noise_level"),
     )
-    if f"gen.{name}.latent" in ref:
-        assert_close(result.latents, ref[f"gen.{name}.latent"], f"{model} {name} latents")
+    assert_close(result.latents, ref[f"gen.{name}.latent"], f"{model} {name} latents")
     audio = torch.from_numpy(result.audio)
-    expected = ref[f"gen.{name}"][0, :, : audio.shape[1]]
     assert audio.shape[1] == round(meta["seconds_total"] * pipe.cfg.sample_rate)
-    assert_close(audio, expected, f"{model} {name} audio")
+    if f"gen.{name}" in ref:  # audio is kept for one sampler per model (size); the rest via latents
+        assert_close(audio, ref[f"gen.{name}"][0, :, : audio.shape[1]], f"{model} {name} audio")
 
 
 def test_published_configs_have_the_reference_keys():

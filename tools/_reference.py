@@ -97,9 +97,7 @@ def _placeholders():
     finally:
         sys.meta_path.remove(finder)
         for name in list(sys.modules):
-            if name.split(".")[0] in _PLACEHOLDER_ROOTS and isinstance(
-                sys.modules[name], _PlaceholderModule
-            ):
+            if name.split(".")[0] in _PLACEHOLDER_ROOTS and isinstance(sys.modules[name], _PlaceholderModule):
                 del sys.modules[name]
 
 
@@ -182,8 +180,10 @@ def build_reference_model(config: dict, t5_folder: str | os.PathLike, vae_fp32: 
     cond_dim = config["model"]["conditioning"]["cond_dim"]
     d_model = json.loads((Path(t5_folder) / "config.json").read_text())["d_model"]
     if d_model != cond_dim:
-        print(f"note: T5 d_model {d_model} != cond_dim {cond_dim}: model usable for its "
-              "state_dict layout only", file=sys.stderr)
+        print(
+            f"note: T5 d_model {d_model} != cond_dim {cond_dim}: model usable for its state_dict layout only",
+            file=sys.stderr,
+        )
     with local_t5(t5_folder, dim=cond_dim):
         model = create_model_from_config(config)
     if vae_fp32 and getattr(model, "pretransform", None) is not None:

@@ -9,9 +9,12 @@ It only *calls* the reference. What it writes:
 
 - t5/                    tiny random T5 encoder + tokenizer (sao_live.engine.tiny, seed 0)
 - small/, sao1/          for tiny-small.json / tiny-1.0.json:
-    model.safetensors    reference state_dict (published layout, fp32) after a seeded re-init
+    model.safetensors    reference state_dict (published layout) after a seeded re-init; every
+                         parameter is rounded to fp16 precision before any reference computation
+                         and stored as fp16 (exact); buffers (norm betas, inv_freq) stay fp32
     model_config.json    the config it was built from
-    golden.safetensors   fp32 tensors (ids and masks int64), names listed in golden.json
+    golden.safetensors   fp32 tensors (ids and masks int64), names listed in golden.json; every
+                         full generation keeps its latent, only one per model its decoded audio
     golden.json          every setting used, so a test can replay each tensor
 - published_keys.json    key -> shape of the reference state_dict for the published configs
 
@@ -21,7 +24,6 @@ Deterministic: every random draw comes from a fixed seed; re-running rewrites th
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import shutil
@@ -59,6 +61,14 @@ T5_SEED = 0
 REINIT_SEED = {"small": 1000, "sao1": 1001}
 INPUT_SEED = {"small": 2000, "sao1": 2001}
 VARIANTS = {"small": "tiny-small.json", "sao1": "tiny-1.0.json"}
+# The one generation per model whose decoded audio is stored (the rest keep only their latents:
+# the VAE decode is checked by vae.audio and by this one end to end).
+GEN_AUDIO_KEPT = {"small": "pingpong", "sao1": "dpmpp-3m-sde"}
+WEIGHTS_STORED_AS = (
+    "float16 (values rounded to fp16 before any reference computation; the reference computes in "
+    "fp32 with these exactly representable values, so casting back to fp32 is exact). Parameters "
+    "only: the buffers (norm betas, rotary inv_freq) are stored as fp32"
+)
 PUBLISHED = {
     "sao-small": ("sao-small.json", 497_239_458),
     "sao-1.0": ("sao-1.0.json", 1_213_448_210),
@@ -167,6 +177,32 @@ def reinit_(model: nn.Module, seed: int) -> None:
     assert not missed, missed
 
 
+@torch.no_grad()
+def round_params_to_fp16_(model: nn.Module) -> None:
+    """Rounds every floating-point parameter to fp16 precision in place (kept fp32), so the
+    reference computes with weights that fp16 storage holds exactly."""
+    for name, p in model.named_parameters():
+        if p.is_floating_point():
+            assert p.dtype == torch.float32, f"{name}: {p.dtype}"
+            p.copy_(p.half().float())
+            assert torch.isfinite(p).all(), f"{name}: overflows fp16"
+
+
+def stored_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """model.state_dict() as written: parameters fp16 (exact, see round_params_to_fp16_),
+    buffers fp32."""
+    params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    out = {}
+    for k, v in model.state_dict().items():
+        if k in params and v.is_floating_point():
+            h = v.detach().half().contiguous().clone()
+            assert torch.equal(h.float(), v.float()), f"{k}: not exactly representable in fp16"
+            out[k] = h
+        else:
+            out[k] = f32(v)
+    return out
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -230,6 +266,7 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     model = R.build_reference_model(config, t5_dir, vae_fp32=True)
     reinit_(model, REINIT_SEED[kind])
+    round_params_to_fp16_(model)
     model.eval()
     t5c = R.t5_conditioner(model)
     io = model.io_channels
@@ -244,9 +281,11 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
         "t5_dtype": str(t5c.model.dtype).replace("torch.", ""),
         "reinit_seed": REINIT_SEED[kind],
         "reinit_scales": SCALES,
+        "weights_stored_as": WEIGHTS_STORED_AS,
         "input_seed": INPUT_SEED[kind],
         "io_channels": io,
         "latent_frames": frames,
+        "rng_order": RNG_ORDER,
     }
 
     with torch.no_grad():
@@ -274,8 +313,12 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             "metadata": meta,
             "call": "model.conditioner(metadata, 'cpu') then model.get_conditioning_inputs(...)",
             "t5_max_length": t5c.max_length,
-            "tokenizer_call": {"truncation": True, "max_length": t5c.max_length,
-                               "padding": "max_length", "return_tensors": "pt"},
+            "tokenizer_call": {
+                "truncation": True,
+                "max_length": t5c.max_length,
+                "padding": "max_length",
+                "return_tensors": "pt",
+            },
         }
 
         # ---- DiT forward
@@ -308,8 +351,9 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             "(DiTWrapper kwargs: cross_attn_cond, cross_attn_mask, global_cond, input_concat_cond,"
             " prepend_cond, prepend_cond_mask, negative_cross_attn_cond, negative_cross_attn_mask,"
             " negative_global_cond, negative_input_concat_cond)",
-            "calls": {k: {"cfg_scale": v["cfg_scale"], "negative": bool(v.get("negative"))}
-                      for k, v in dit_calls.items()},
+            "calls": {
+                k: {"cfg_scale": v["cfg_scale"], "negative": bool(v.get("negative"))} for k, v in dit_calls.items()
+            },
             "scale_phi": 0.0,
         }
 
@@ -349,9 +393,9 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             captured = {}
             orig_decode = pt.decode
 
-            def decode_hook(z, **kw):
-                captured["latent"] = z.detach().clone()
-                return orig_decode(z, **kw)
+            def decode_hook(z, _captured=captured, _decode=orig_decode, **kw):
+                _captured["latent"] = z.detach().clone()
+                return _decode(z, **kw)
 
             pt.decode = decode_hook
             try:
@@ -359,7 +403,10 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             finally:
                 del pt.decode  # back to the class method
             check_sane(f"gen.{name}", out)
-            tensors[f"gen.{name}"] = f32(out)
+            outputs = [f"gen.{name}.latent"]
+            if name == GEN_AUDIO_KEPT[kind]:
+                outputs.insert(0, f"gen.{name}")
+                tensors[f"gen.{name}"] = f32(out)
             tensors[f"gen.{name}.latent"] = f32(captured["latent"])
             replay = dict(call)
             if replay.get("init_audio") is not None:
@@ -367,23 +414,53 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             info["generations"][name] = {
                 "function": "stable_audio_tools.inference.generation.generate_diffusion_cond",
                 "kwargs": replay,
-                "outputs": [f"gen.{name}", f"gen.{name}.latent"],
+                "outputs": outputs,
+                "effective_sigma_max": effective_sigma_max(model, call),
             }
             print(f"  gen.{name}: {tuple(out.shape)} std {out.std().item():.4g}")
 
     # ---- write
-    sd = {k: f32(v) for k, v in model.state_dict().items()}
+    assert GEN_AUDIO_KEPT[kind] in gens
+    sd = stored_state_dict(model)
     save_file(sd, str(out_dir / "model.safetensors"))
     shutil.copyfile(cfg_path, out_dir / "model_config.json")
     save_file(tensors, str(out_dir / "golden.safetensors"))
-    info["tensors"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                       for k, v in tensors.items()}
+    info["tensors"] = {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in tensors.items()
+    }
     info["state_dict_elements"] = sum(v.numel() for v in sd.values())
     info["versions"] = versions()
     (out_dir / "golden.json").write_text(json.dumps(info, indent=2) + "\n")
     for f in ("model.safetensors", "model_config.json", "golden.safetensors", "golden.json"):
         print(f"  wrote {out_dir / f} ({(out_dir / f).stat().st_size:,} bytes)")
     return info
+
+
+RNG_ORDER = [
+    "generate_diffusion_cond: torch.manual_seed(seed), then noise = randn([B, io, frames]) fp32 on the "
+    "CPU default generator, before anything else",
+    "conditioning and the DiT draw nothing",
+    "init_audio: pretransform.encode samples the VAE posterior with randn_like on the same generator "
+    "(next draw after the noise)",
+    "v SDE samplers (dpmpp-2m-sde, dpmpp-3m-sde): the BrownianTree seed is torch.randint(0, 2**63 - 1, []) "
+    "from the same generator, drawn when the sampler starts (after the init-audio draw, if any); "
+    "dpmpp-2m draws nothing",
+    "pingpong: one randn_like(x) per step on the same generator, the last multiplied by t_next = 0",
+    "euler and dpmpp (rf) draw nothing",
+]
+
+
+def effective_sigma_max(model, call: dict) -> float:
+    """sigma_max the sampler really uses (init audio overrides it; rf clamps it to 1)."""
+    if call.get("init_audio"):
+        sigma_max = call["init_noise_level"]
+    elif model.diffusion_objective == "v":
+        sigma_max = call.get("sigma_max", 100)
+    else:
+        sigma_max = call.get("sigma_max", 1)
+    if model.diffusion_objective != "v":
+        sigma_max = min(sigma_max, 1)
+    return sigma_max
 
 
 def gen_plan(kind: str) -> dict:
@@ -393,21 +470,20 @@ def gen_plan(kind: str) -> dict:
     if kind == "sao1":
         cond["seconds_start"] = 0.0
         neg["seconds_start"] = 0.0
-        v = dict(base, steps=10, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0,
-                 conditioning=[cond])
+        v = dict(base, steps=10, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0, conditioning=[cond])
         return {
             "dpmpp-3m-sde": dict(v, sampler_type="dpmpp-3m-sde", negative_conditioning=[neg]),
             "dpmpp-2m-sde": dict(v, sampler_type="dpmpp-2m-sde"),
             "dpmpp-2m": dict(v, sampler_type="dpmpp-2m"),
-            "a2a": dict(v, sampler_type="dpmpp-3m-sde", init_audio=True, init_noise_level=5.0),
+            # generate_diffusion_cond overrides sigma_max with init_noise_level: give both the same
+            "a2a": dict(v, sampler_type="dpmpp-3m-sde", sigma_max=5.0, init_audio=True, init_noise_level=5.0),
         }
     rf = dict(base, steps=8, cfg_scale=1.0, conditioning=[cond])
     return {
         "pingpong": dict(rf, sampler_type="pingpong"),
         "euler": dict(rf, sampler_type="euler"),
         "dpmpp": dict(rf, sampler_type="dpmpp"),
-        "pingpong_cfg_neg": dict(rf, sampler_type="pingpong", cfg_scale=4.0,
-                                 negative_conditioning=[neg]),
+        "pingpong_cfg_neg": dict(rf, sampler_type="pingpong", cfg_scale=4.0, negative_conditioning=[neg]),
         "a2a": dict(rf, sampler_type="pingpong", init_audio=True, init_noise_level=0.5),
     }
 
@@ -463,8 +539,7 @@ def published_keys(t5_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "tests" / "golden")
-    ap.add_argument("--skip-published", action="store_true",
-                    help="don't rebuild published_keys.json")
+    ap.add_argument("--skip-published", action="store_true", help="don't rebuild published_keys.json")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     out: Path = args.out
@@ -483,9 +558,11 @@ def main() -> None:
     if not args.skip_published:
         print("published_keys.json")
         pk = published_keys(t5_dir)
-        pk["_note"] = ("reference state_dict key -> shape (T5 not included: the conditioner "
-                       "keeps it outside the module tree). Includes the buffers "
-                       "(norm betas, rotary inv_freq). Weight norm as weight_g/weight_v.")
+        pk["_note"] = (
+            "reference state_dict key -> shape (T5 not included: the conditioner "
+            "keeps it outside the module tree). Includes the buffers "
+            "(norm betas, rotary inv_freq). Weight norm as weight_g/weight_v."
+        )
         (out / "published_keys.json").write_text(json.dumps(pk, indent=1) + "\n")
         print(f"  wrote {out / 'published_keys.json'}")
 

@@ -184,6 +184,7 @@ class Pretransform(nn.Module):
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         self.model = AudioAutoencoder(cfg)
+        self.fast_decoder = None  # a tiled.TiledDecoder, set on CPU after loading
 
     @property
     def dtype(self) -> torch.dtype:
@@ -191,7 +192,8 @@ class Pretransform(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, latent, T) -> audio (B, 2, T*ratio) fp32, one batch item at a time."""
-        out = [self.model.decoder(z[None].to(self.dtype)) for z in latents]
+        decoder = self.fast_decoder or self.model.decoder
+        out = [decoder(z[None].to(self.dtype)) for z in latents]
         return torch.cat(out).float()
 
     def encode(self, audio: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

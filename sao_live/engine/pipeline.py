@@ -27,6 +27,7 @@ from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
 from .loading import read_state_dict, resolve_model_files
 from .model import StableAudioModel
+from .tiled import TiledDecoder
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
 DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, spec §3.5)
@@ -88,6 +89,9 @@ class StableAudioPipeline:
         self.model = model.to(self.device)
         self.model.fold_weight_norm()
         self.model.model.skip_null_cross = numerics == "fast"
+        if self.device.type == "cpu":
+            # Same arithmetic as the plain decoder, in cache-sized tiles: ~3x faster on a CPU.
+            self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder)
 
     # ------------------------------------------------------------ construction
 

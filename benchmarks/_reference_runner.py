@@ -178,7 +178,9 @@ def main() -> None:
         for name, cfg in (("batch1", 1.0), ("cfg_batch2", 7.0)):
             entry[name] = timed(
                 lambda cfg=cfg: model.model(x, t, **inputs, cfg_scale=cfg, batch_cfg=True, rescale_cfg=True),
-                args.repeats, warm)
+                args.repeats,
+                warm,
+            )
             log(f"dit {name}: {entry[name]['median_s']:.3f} s")
         entry["rss_mb"] = rss_mb()
         result["stages"]["dit"] = entry
@@ -198,8 +200,16 @@ def main() -> None:
 
         rf = model.diffusion_objective in ("rectified_flow", "rf_denoiser")
         sampler = args.sampler or ("pingpong" if rf else "dpmpp-3m-sde")
-        kwargs = dict(steps=args.steps, cfg_scale=args.cfg_scale, conditioning=[meta], batch_size=1,
-                      sample_size=sample_size, seed=args.seed, device="cpu", sampler_type=sampler)
+        kwargs = dict(
+            steps=args.steps,
+            cfg_scale=args.cfg_scale,
+            conditioning=[meta],
+            batch_size=1,
+            sample_size=sample_size,
+            seed=args.seed,
+            device="cpu",
+            sampler_type=sampler,
+        )
         if not rf:
             kwargs.update(sigma_min=0.3, sigma_max=500.0, rho=1.0)
 

@@ -61,7 +61,10 @@ def test_loaded_weights_are_the_files_weights(tiny_checkpoint, tiny_t5):
 
 
 def test_fp16_stored_tensors_load(tiny_checkpoint, tiny_t5, tmp_path):
-    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(tiny_checkpoint / "model.safetensors")).items()}
+    state = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in load_file(str(tiny_checkpoint / "model.safetensors")).items()
+    }
     folder = _copy_model(tiny_checkpoint, tmp_path / "half", state=state)
     pipe = StableAudioPipeline.from_pretrained(folder, tiny_t5, device="cpu")
     assert next(pipe.model.parameters()).dtype == torch.float32
@@ -168,18 +171,24 @@ class _FakeHub(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status, code, expected", [
-    (401, "GatedRepo", "is gated: accept its licence"),
-    (403, "GatedRepo", "is gated: accept its licence"),
-    (401, "RepoNotFound", "not found or your token cannot see it"),
-])
+@pytest.mark.parametrize(
+    "status, code, expected",
+    [
+        (401, "GatedRepo", "is gated: accept its licence"),
+        (403, "GatedRepo", "is gated: accept its licence"),
+        (401, "RepoNotFound", "not found or your token cannot see it"),
+    ],
+)
 def test_hub_access_errors_through_a_real_http_server(status, code, expected, tmp_path):
     handler = type("Hub", (_FakeHub,), {"status": status, "code": code})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}", HF_HUB_OFFLINE="0")
     env["HF_HOME"] = str(tmp_path / "hf")  # an empty cache: the request must reach the server
-    code_ = "from sao_live.engine.loading import resolve_model_files; resolve_model_files('stabilityai/stable-audio-open-small')"
+    code_ = (
+        "from sao_live.engine.loading import resolve_model_files\n"
+        "resolve_model_files('stabilityai/stable-audio-open-small')"
+    )
     try:
         proc = subprocess.run([sys.executable, "-c", code_], env=env, capture_output=True, text=True, timeout=120)
     finally:

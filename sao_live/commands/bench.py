@@ -21,6 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time each stage of generation on this machine (JSON)")
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the whole window)")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-warmup", action="store_true", help="time the first run too (as a cold start would)")
+    p.add_argument("--frames", type=int, default=None, help="latent frames for the DiT stages (default: the window)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--stages", default="text,dit,dit_cfg,decode,end_to_end", help="comma-separated subset")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -33,16 +35,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(fn, repeat: int) -> dict:
+def _timed(fn, repeat: int, warmup: bool = True) -> dict:
     start = time.perf_counter()
-    fn()
-    warmup = time.perf_counter() - start
+    if warmup:
+        fn()
+    warmup_s = time.perf_counter() - start
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - start)
-    return {"median_s": round(statistics.median(runs), 4), "warmup_s": round(warmup, 4), "runs_s": runs}
+    return {"median_s": round(statistics.median(runs), 4), "warmup_s": round(warmup_s, 4), "runs_s": runs}
 
 
 def run(args) -> int:
@@ -53,10 +56,11 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics)
+    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8)
     report = {
         "model": str(args.model),
         "numerics": args.numerics,
+        "int8": pipe.int8,
         "device": str(pipe.device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -64,7 +68,7 @@ def run(args) -> int:
     }
     cfg = pipe.cfg
     seconds = args.seconds or cfg.window_seconds
-    frames = cfg.latent_frames
+    frames = args.frames or cfg.latent_frames
     decode_frames = frames if args.numerics == "reference" else min(frames, int(seconds * cfg.sample_rate / 2048) + 17)
     report.update(seconds=seconds, window_frames=frames, decode_frames=decode_frames)
     gen = torch.Generator().manual_seed(0)
@@ -75,18 +79,19 @@ def run(args) -> int:
     timings = {}
     if "text" in stages:
         prompts = iter(f"prompt number {i} for timing" for i in range(10_000))  # defeat the prompt cache
-        timings["text"] = _timed(lambda: pipe.conditioning([next(prompts)], [seconds]), args.repeat)
+        timings["text"] = _timed(lambda: pipe.conditioning([next(prompts)], [seconds]), args.repeat, not args.no_warmup)
     if "dit" in stages:
-        timings["dit"] = _timed(lambda: pipe.dit(x, t, cond, 1.0), args.repeat)
+        timings["dit"] = _timed(lambda: pipe.dit(x, t, cond, 1.0), args.repeat, not args.no_warmup)
     if "dit_cfg" in stages:
-        timings["dit_cfg"] = _timed(lambda: pipe.dit(x, t, cond, 7.0), args.repeat)
+        timings["dit_cfg"] = _timed(lambda: pipe.dit(x, t, cond, 7.0), args.repeat, not args.no_warmup)
     if "decode" in stages:
         z = torch.randn(1, cfg.dit.io_channels, decode_frames, generator=gen).to(pipe.device)
-        timings["decode"] = _timed(lambda: pipe.decode(z), args.repeat)
+        timings["decode"] = _timed(lambda: pipe.decode(z), args.repeat, not args.no_warmup)
     if "end_to_end" in stages:
         timings["end_to_end"] = _timed(
             lambda: pipe.generate("warm arpeggios on house beats 120BPM", seconds=seconds, seed=1, steps=args.steps),
             args.repeat,
+            not args.no_warmup,
         )
     report["stages"] = timings
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)

@@ -20,6 +20,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-encoder", default=None, help="T5 encoder folder or hub id (default google-t5/t5-base)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--numerics", choices=("fast", "reference"), default="fast", help="default: fast")
+    p.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="int8 DiT linears (fast mode on CPU; on by default there, see docs/engine.md)",
+    )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -60,7 +66,7 @@ def run(args) -> int:
         init = (data.T, rate)
 
     started = time.perf_counter()
-    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics)
+    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8)
     loaded = time.perf_counter()
     bars = []
 

@@ -241,6 +241,12 @@ class DiTWrapper(nn.Module):
         super().__init__()
         self.model = DiffusionTransformer(cfg)
         self.skip_null_cross = False  # fast mode sets this (exact, see TransformerBlock)
+        self.dtype = torch.float32
+
+    def half_precision_(self, dtype: torch.dtype) -> None:
+        """Runs the DiT in bf16/fp16 (fast mode on GPUs); inputs and outputs stay fp32."""
+        self.model.to(dtype)
+        self.dtype = dtype
 
     def forward(
         self,
@@ -252,6 +258,9 @@ class DiTWrapper(nn.Module):
         negative_cross: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Guided output u + (c - u) * cfg_scale; one batch of 2B when cfg_scale != 1."""
+        if self.dtype != x.dtype:  # half-precision fast mode on a GPU: the sampler stays fp32
+            out = self.forward(x.to(self.dtype), t, cross, global_cond, cfg_scale, negative_cross)
+            return out.to(x.dtype)
         if cfg_scale == 1.0:
             return self.model(x, t, cross, global_cond)
         b = x.shape[0]

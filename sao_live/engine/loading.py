@@ -134,7 +134,8 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], sourc
         problems.append(f"{len(mismatched)} mis-shaped: {_listing(mismatched)}")
     if problems:
         raise CheckpointError(
-            f"{source} does not match its model_config.json: " + "; ".join(problems)
+            f"{source} does not match its model_config.json: "
+            + "; ".join(problems)
             + ". Use the model_config.json that was published with these weights"
         )
     typed = {k: state[k].to(expected[k].dtype if expected[k].is_floating_point() else state[k].dtype) for k in state}

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import InvalidRequestError, ModelAccessError
-from . import sampling
+from . import quantize, sampling
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
 from .loading import read_state_dict, resolve_model_files
@@ -74,9 +74,18 @@ def _load_text_encoder(source: str, cfg: ModelConfig, device, fp16: bool, cache:
 
 
 class StableAudioPipeline:
-    def __init__(self, model: StableAudioModel, text_encoder: TextEncoder, device, numerics: str = "fast"):
+    def __init__(
+        self,
+        model: StableAudioModel,
+        text_encoder: TextEncoder,
+        device,
+        numerics: str = "fast",
+        int8: bool | None = None,
+    ):
         if numerics not in ("fast", "reference"):
             raise ValueError(f"numerics must be 'fast' or 'reference', got {numerics!r}")
+        if int8 and numerics == "reference":
+            raise ValueError("int8 is a fast-mode option; reference numerics run the DiT in fp32")
         if text_encoder.dim != model.cfg.conditioning.cond_dim:
             raise InvalidRequestError(
                 f"the text encoder's width {text_encoder.dim} does not match the model's cond_dim "
@@ -92,6 +101,15 @@ class StableAudioPipeline:
         if self.device.type == "cpu":
             # Same arithmetic as the plain decoder, in cache-sized tiles: ~3x faster on a CPU.
             self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder)
+        if int8 is None:  # default: on in fast mode where int8 kernels exist (x86/Arm CPUs)
+            int8 = numerics == "fast" and self.device.type == "cpu" and quantize.available()
+        self.int8 = bool(int8)
+        if self.int8:
+            if self.device.type != "cpu":
+                raise ValueError("int8 runs on the CPU only; on a GPU fast mode uses half precision")
+            quantize.quantize_dit_(self.model.model.model)
+        elif numerics == "fast" and self.device.type == "cuda":
+            self.model.model.half_precision_(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
     # ------------------------------------------------------------ construction
 
@@ -102,16 +120,23 @@ class StableAudioPipeline:
         text_encoder: str | Path = DEFAULT_TEXT_ENCODER,
         device: str | torch.device | None = None,
         numerics: str = "fast",
+        int8: bool | None = None,
     ) -> StableAudioPipeline:
         """Loads a local folder or hub repo (`model_config.json` + weights) and its T5 encoder."""
         config_path, weights_path = resolve_model_files(source)
         cfg = ModelConfig.from_file(config_path)
         model = StableAudioModel.from_state_dict(cfg, read_state_dict(weights_path), str(weights_path))
-        return cls._assemble(cfg, model, str(text_encoder), device, numerics)
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
 
     @classmethod
     def from_config(
-        cls, cfg: ModelConfig, text_encoder: str | Path, device=None, numerics: str = "fast", seed: int = 0
+        cls,
+        cfg: ModelConfig,
+        text_encoder: str | Path,
+        device=None,
+        numerics: str = "fast",
+        seed: int = 0,
+        int8: bool | None = None,
     ) -> StableAudioPipeline:
         """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
         from .tiny import randomize_
@@ -119,15 +144,15 @@ class StableAudioPipeline:
         torch.manual_seed(seed)
         model = StableAudioModel(cfg).eval().requires_grad_(False)
         randomize_(model, seed)
-        return cls._assemble(cfg, model, str(text_encoder), device, numerics)
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
 
     @classmethod
-    def _assemble(cls, cfg, model, text_encoder, device, numerics):
+    def _assemble(cls, cfg, model, text_encoder, device, numerics, int8):
         device = torch.device(device) if device is not None else best_device()
         # The reference runs T5 in fp16; on CPU fp32 is 4x faster, so fast mode uses it there.
         fp16 = numerics == "reference" or device.type != "cpu"
         encoder = _load_text_encoder(text_encoder, cfg, device, fp16, cache=64 if numerics == "fast" else 0)
-        return cls(model, encoder, device, numerics)
+        return cls(model, encoder, device, numerics, int8)
 
     # ------------------------------------------------------------ stages
 
@@ -296,6 +321,7 @@ def load_pipeline(
     text_encoder: str | Path | None = None,
     device: str | torch.device | None = None,
     numerics: str = "fast",
+    int8: bool | None = None,
 ) -> StableAudioPipeline:
     """A pipeline from a folder, a hub repo id, or one of RANDOM_MODELS (no download).
 
@@ -309,5 +335,5 @@ def load_pipeline(
         cfg = ModelConfig.from_file(Path(__file__).resolve().parent.parent / "configs" / config_name)
         if text_encoder is None:
             text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
-        return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics)
-    return StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics)
+        return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
+    return StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)

@@ -15,7 +15,7 @@ from it stops sampling.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -16,12 +16,67 @@ import torch
 
 # A small vocabulary of whole words and pieces, enough to tokenise typical prompts
 # into several ids; anything else falls back to the unknown id.
-_WORDS = (
-    "warm arpeggios on house beats bpm with drums effect kick snare hat hi clap bass "
-    "synth pad lead piano guitar strings ambient techno trap drum and loop one shot "
-    "dark bright soft hard deep punchy reverb delay vinyl noise 808 909 120 128 140 "
-    "90 100 a the of in low high fast slow melody chord chords texture rhythm"
-).split()
+_WORDS = [
+    "warm",
+    "arpeggios",
+    "on",
+    "house",
+    "beats",
+    "bpm",
+    "with",
+    "drums",
+    "effect",
+    "kick",
+    "snare",
+    "hat",
+    "hi",
+    "clap",
+    "bass",
+    "synth",
+    "pad",
+    "lead",
+    "piano",
+    "guitar",
+    "strings",
+    "ambient",
+    "techno",
+    "trap",
+    "drum",
+    "and",
+    "loop",
+    "one",
+    "shot",
+    "dark",
+    "bright",
+    "soft",
+    "hard",
+    "deep",
+    "punchy",
+    "reverb",
+    "delay",
+    "vinyl",
+    "noise",
+    "808",
+    "909",
+    "120",
+    "128",
+    "140",
+    "90",
+    "100",
+    "a",
+    "the",
+    "of",
+    "in",
+    "low",
+    "high",
+    "fast",
+    "slow",
+    "melody",
+    "chord",
+    "chords",
+    "texture",
+    "rhythm",
+]
 _PIECES = list("abcdefghijklmnopqrstuvwxyz0123456789")
 
 TINY_T5 = dict(d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2)
@@ -135,8 +190,14 @@ def random_t5_base_folder() -> Path:
 
         torch.manual_seed(0)
         config = T5Config(
-            vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12,
-            relative_attention_num_buckets=32, feed_forward_proj="relu",
+            vocab_size=32128,
+            d_model=768,
+            d_kv=64,
+            d_ff=3072,
+            num_layers=12,
+            num_heads=12,
+            relative_attention_num_buckets=32,
+            feed_forward_proj="relu",
         )
         T5EncoderModel(config).save_pretrained(folder)
     return folder

@@ -251,9 +251,9 @@ class StableAudioPipeline:
         seconds = sample_size / self.cfg.sample_rate if seconds is None else seconds
         steps = d["steps"] if steps is None else steps
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
+        if not isinstance(sample_size, int) or sample_size % 2048 or sample_size <= 0:
+            raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size!r}")
         self._check(prompt, seconds, steps, cfg_scale, sample_size)
-        if sample_size % 2048 or sample_size <= 0:
-            raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size}")
         sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
         seed = random.randint(0, 2**32 - 2) if seed is None or seed < 0 else int(seed)
 

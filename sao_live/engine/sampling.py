@@ -15,9 +15,12 @@ from it stops sampling.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
+
+from ..errors import InvalidRequestError
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Callback = Callable[[dict], None] | None
@@ -123,7 +126,12 @@ class BrownianNoise:
     def __call__(self, sigma, sigma_next) -> torch.Tensor:
         sigma, sigma_next = torch.as_tensor(sigma), torch.as_tensor(sigma_next)
         lo, hi, sign = (sigma, sigma_next, 1) if sigma < sigma_next else (sigma_next, sigma, -1)
-        return self.tree(lo, hi) * sign / (sigma_next - sigma).abs().sqrt()
+        with warnings.catch_warnings():
+            # fp32 sigmas sit a rounding step outside the tree's float64 ends; torchsde warns
+            # and clamps, as it does under the reference.
+            warnings.simplefilter("ignore", UserWarning)
+            w = self.tree(lo, hi)
+        return w * sign / (sigma_next - sigma).abs().sqrt()
 
 
 def _tree_seed(generator: torch.Generator | None) -> int:
@@ -223,9 +231,9 @@ V_SAMPLERS = {
 
 
 def get_sampler(objective: str, name: str):
-    """The sampler function for a model objective ("rf" or "v"); ValueError lists the known ones."""
+    """The sampler function for a model objective ("rf" or "v"); the error lists the known ones."""
     table = RF_SAMPLERS if objective == "rf" else V_SAMPLERS
     if name not in table:
         kind = "rectified-flow" if objective == "rf" else "v-objective"
-        raise ValueError(f"sampler must be one of {sorted(table)} for this {kind} model, got {name!r}")
+        raise InvalidRequestError(f"sampler must be one of {sorted(table)} for this {kind} model, got {name!r}")
     return table[name]

@@ -138,5 +138,7 @@ def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor], sourc
             + "; ".join(problems)
             + ". Use the model_config.json that was published with these weights"
         )
-    typed = {k: state[k].to(expected[k].dtype if expected[k].is_floating_point() else state[k].dtype) for k in state}
+    # copy=True: safetensors hands out views of one memory-mapped file, which would stay mapped
+    # (and resident) for as long as any one tensor lives, even after fast mode drops the fp32 DiT.
+    typed = {k: v.to(expected[k].dtype if v.is_floating_point() else v.dtype, copy=True) for k, v in state.items()}
     module.load_state_dict(typed, strict=False, assign=True)

@@ -141,7 +141,6 @@ class StableAudioPipeline:
         """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
         from .tiny import randomize_
 
-        torch.manual_seed(seed)
         model = StableAudioModel(cfg).eval().requires_grad_(False)
         randomize_(model, seed)
         return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)

@@ -1,0 +1,253 @@
+"""The `/sao/...` dispatcher: one table from address to handler (STYLE §4).
+
+`OscServer` is an asyncio datagram protocol that parses each datagram itself (so garbage
+gets an `/sao/error` instead of silence), handles every message of a bundle at once
+whatever its timetag, and calls the handler registered for the address. A handler parses
+the atoms (ints and floats interchangeable, prompts split over several atoms, TouchOSC's
+trailing 1/0), hands a validated value to the daemon, and returns; it never waits. Any
+`SaoLiveError` it raises becomes `/sao/error <id> <code> <message>` to the sender.
+The table of what each address takes and answers is `protocol.PROTOCOL`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import SaoLiveError
+from ..request import RequestError, is_number, parse_osc
+from . import oscwire, protocol
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logging.getLogger(__name__)
+MAX_ROUTES = 1024  # /sao/hello registrations kept (the oldest go first)
+
+
+@dataclass
+class Context:
+    """Where one message came from, and the id to echo once the handler has read it."""
+
+    host: str
+    port: int  # the sender's source port (Max and Pd send from a random one)
+    address: str
+    id: int | str = ""
+
+
+def _norm_id(value) -> int | str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # Pd sends every number as a float
+    if (is_number(value) and isinstance(value, int) and -(2**31) <= value < 2**31) or (
+        isinstance(value, str) and 0 < len(value) <= 64
+    ):
+        return value
+    raise RequestError("bad_id", f"the id must be an int32 or a string of 1-64 characters, got {str(value)[:80]!r}")
+
+
+def _take_id(ctx: Context, atoms: tuple) -> tuple:
+    if not atoms:
+        raise RequestError("bad_args", f"{ctx.address} needs an <id> first, got no arguments")
+    ctx.id = _norm_id(atoms[0])
+    return atoms[1:]
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _request(d: Daemon, ctx: Context, atoms: tuple, trigger: bool) -> None:
+    rest = _take_id(ctx, atoms)
+    request, flag = parse_osc(list(rest), d.service.params["bpm"])
+    if flag == 0:
+        return  # TouchOSC's release of the button that sent the press
+    d.service.submit(ctx, request, trigger)
+
+
+def gen(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    _request(d, ctx, atoms, trigger=False)
+
+
+def trigger(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    _request(d, ctx, atoms, trigger=True)
+
+
+def cancel(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    if len(atoms) != 1:
+        raise RequestError("bad_args", f"/sao/cancel takes one <id> or all, got {list(atoms)!r}"[:300])
+    if atoms[0] == "all":
+        ctx.id = "all"
+        d.service.cancel(ctx, None)
+    else:
+        ctx.id = _norm_id(atoms[0])
+        d.service.cancel(ctx, ctx.id)
+
+
+def status(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    d.spawn(d.service.status(ctx))
+
+
+def ping(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    d.reply(ctx, "/sao/pong", *atoms)
+
+
+def hello(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    port = atoms[0] if len(atoms) == 1 else None
+    if isinstance(port, float) and port.is_integer():
+        port = int(port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise RequestError("bad_port", f"/sao/hello takes one port in [0, 65535], got {list(atoms)!r}"[:300])
+    d.server.register(ctx, port)
+    d.reply(ctx, "/sao/ready", int(d.worker_ready), d.settings.model)
+
+
+def set_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    name = ctx.address[len("/sao/set/") :]
+    if len(atoms) != 1:
+        raise RequestError("bad_value", f"/sao/set/{name} takes one value, got {list(atoms)!r}"[:300])
+    d.service.params.set(name, atoms[0], d.service.model)
+    d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
+
+
+def get_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    name = ctx.address[len("/sao/get/") :]
+    d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
+
+
+def info(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    for row in protocol.PROTOCOL:
+        d.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)
+    d.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL))
+
+
+HANDLERS = {
+    "/sao/gen": gen,
+    "/sao/trigger": trigger,
+    "/sao/cancel": cancel,
+    "/sao/status": status,
+    "/sao/ping": ping,
+    "/sao/hello": hello,
+    "/sao/info": info,
+}
+PREFIX_HANDLERS = {"/sao/set/": set_param, "/sao/get/": get_param}
+
+
+def handler_for(address: str):
+    if address in HANDLERS:
+        return HANDLERS[address]
+    for prefix, handler in PREFIX_HANDLERS.items():
+        if address.startswith(prefix) and len(address) > len(prefix):
+            return handler
+    return None
+
+
+# ---------------------------------------------------------------- transport
+
+
+class _RateLimitedLog:
+    """At most `burst` warnings per `window` seconds; the rest are counted and summarised."""
+
+    def __init__(self, burst: int = 20, window: float = 10.0):
+        self.burst, self.window = burst, window
+        self._start, self._count, self._dropped = 0.0, 0, 0
+
+    def warning(self, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._start > self.window:
+            if self._dropped:
+                log.warning("... and %d more bad messages in %.0f s", self._dropped, self.window)
+            self._start, self._count, self._dropped = now, 0, 0
+        self._count += 1
+        if self._count <= self.burst:
+            log.warning(msg, *args)
+        else:
+            self._dropped += 1
+
+
+class OscServer(asyncio.DatagramProtocol):
+    """Datagrams in, to the handlers; replies out, to where each sender asked for them."""
+
+    def __init__(self, daemon: Daemon, reply_port: int):
+        self.daemon = daemon
+        self.reply_port = reply_port
+        self.transport: asyncio.DatagramTransport | None = None
+        self.bad = _RateLimitedLog()
+        self._routes: dict[tuple[str, int], int] = {}  # (host, source port) -> reply port, from /sao/hello
+        self._host_ports: dict[str, int] = {}  # host -> reply port, from its latest /sao/hello
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def error_received(self, exc) -> None:  # e.g. ICMP port unreachable for a reply nobody listens to
+        log.debug("OSC socket: %s", exc)
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        host, port = addr[0], addr[1]
+        try:
+            messages = oscwire.decode(data)
+        except oscwire.OscError as err:
+            self.reject(Context(host, port, "?"), err)
+            return
+        for address, atoms in messages:
+            try:
+                self.dispatch(Context(host, port, address), atoms)
+            except Exception:  # a bug in the error path itself: keep serving the other messages
+                log.exception("message to %s from %s:%d", address[:80], host, port)
+
+    def dispatch(self, ctx: Context, atoms: tuple) -> None:
+        handler = handler_for(ctx.address)
+        try:
+            if handler is None:
+                raise RequestError("unknown_address", f"no handler for {ctx.address[:80]!r}; /sao/info lists them")
+            handler(self.daemon, ctx, atoms)
+        except SaoLiveError as err:
+            self.reject(ctx, err)
+        except Exception as err:  # a bug: answer, log it, keep serving
+            log.exception("handler for %s failed", ctx.address)
+            self.reject(ctx, RequestError("internal", f"internal error: {type(err).__name__}: {err}"))
+
+    # ------------------------------------------------------------ replies
+
+    def target(self, host: str, port: int) -> tuple[str, int]:
+        """Where replies to a sender go: its /sao/hello port, else its host's, else the reply port."""
+        reply = self._routes.get((host, port))
+        if reply is None:
+            reply = self._host_ports.get(host, self.reply_port)
+        return host, reply
+
+    def register(self, ctx: Context, port: int) -> None:
+        """`/sao/hello <port>`: for this socket, and (unless 0: its own port) for its whole host."""
+        for table in (self._routes, self._host_ports):
+            if len(table) >= MAX_ROUTES:
+                table.pop(next(iter(table)))  # the oldest
+        self._routes[(ctx.host, ctx.port)] = port or ctx.port
+        if port:
+            self._host_ports[ctx.host] = port
+
+    def send(self, target: tuple[str, int], address: str, *args) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            data = oscwire.encode(address, *args)
+        except (TypeError, ValueError, struct.error) as err:  # a value OSC cannot carry: a bug, not the client's
+            log.error("cannot encode %s %r: %s", address, args, err)
+            return
+        try:
+            self.transport.sendto(data, target)
+        except OSError as err:
+            log.debug("reply %s to %s failed: %s", address, target, err)
+
+    def announce(self, address: str, *args) -> None:
+        """To the local reply port and every client that said hello."""
+        targets = {("127.0.0.1", self.reply_port), *self._host_ports.items()}
+        targets.update((host, port) for (host, _), port in self._routes.items())
+        for target in targets:
+            self.send(target, address, *args)
+
+    def reject(self, ctx: Context, err: SaoLiveError) -> None:
+        message = str(err)[:300]
+        self.bad.warning("%s from %s:%d rejected: %s (%s)", ctx.address[:80], ctx.host, ctx.port, message, err.code)
+        self.daemon.reply(ctx, "/sao/error", ctx.id, err.code, message)

@@ -1,0 +1,187 @@
+"""OSC protocol v1: the one table that `docs/osc.md` shows and `/sao/info` serves.
+
+Edit the rows here, then run `python -m sao_live.daemon.protocol docs/osc.md` to rewrite
+the generated part of the page; a test fails while the two differ.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Row:
+    address: str
+    arguments: str
+    replies: str
+    errors: str
+    meaning: str
+
+
+_REQ = (
+    "`<id> <prompt...> <seconds> [key value ...] [1|0]`; keys: seed, steps, cfg, negative, sampler, "
+    "bpm, bars, variations, priority (now, prerender, refill), export (0, 1, wav, wav16, wav32f, flac)"
+)
+_REQ_ERRORS = (
+    "missing_prompt, empty_prompt, prompt_too_long, missing_seconds, bad_seconds, bad_seed, bad_steps, bad_cfg, "
+    "bad_sampler, bad_negative, bad_bpm, bad_bars, bad_variations, bad_priority, bad_export, no_export_dir, "
+    "unknown_key, missing_value, bad_args, bad_id, busy, not_ready, shutting_down, worker_crashed, generation_failed, "
+    "cache_failed, export_failed, cancelled, shutdown, internal"
+)
+
+PROTOCOL: tuple[Row, ...] = (
+    Row(
+        "/sao/gen",
+        _REQ,
+        "`/sao/queued <id> <position>`, `/sao/progress <id> <0..1>` per step, "
+        "`/sao/done <id> <path> <seconds> <seed> <cached 0|1>` per variation",
+        _REQ_ERRORS,
+        "Generate a clip (a new random seed unless `seed` is given); a cached clip is answered at once.",
+    ),
+    Row(
+        "/sao/trigger",
+        _REQ,
+        "as /sao/gen",
+        _REQ_ERRORS,
+        "Play as soon as ready: a cached clip of the request (any seed, unless `seed` is given) "
+        "is answered at once, else it is generated. A trailing 0 (release) is ignored.",
+    ),
+    Row(
+        "/sao/cancel",
+        "`<id>` or `all`",
+        "`/sao/cancelled <id> <count>`; each cancelled request gets `/sao/error <id> cancelled ...`",
+        "bad_id, unknown_id",
+        "Cancel this sender's request `<id>` (queued or running), or every request of every client.",
+    ),
+    Row(
+        "/sao/status",
+        "",
+        "`/sao/status <ready 0|1> <queued> <running> <clips> <cache_mb> <worker_pid>`",
+        "",
+        "Queue, cache and worker state.",
+    ),
+    Row("/sao/ping", "`[atoms ...]`", "`/sao/pong [atoms ...]` (the same atoms)", "", "Liveness check."),
+    Row(
+        "/sao/hello",
+        "`<reply_port>`",
+        "`/sao/ready <0|1> <model>` on the new port",
+        "bad_port",
+        "Send this sender's replies to `<reply_port>` (0: to the port it sends from).",
+    ),
+    Row(
+        "/sao/set/<param>",
+        "`<value>`",
+        "`/sao/value <param> <value>`",
+        "unknown_param, bad_value",
+        "Change a setting until the daemon stops: bpm, steps, cfg, sampler, export, export_format.",
+    ),
+    Row("/sao/get/<param>", "", "`/sao/value <param> <value>`", "unknown_param", "Read a setting."),
+    Row(
+        "/sao/info",
+        "",
+        "one `/sao/info <address> <arguments> <replies> <errors>` per row of this table, "
+        "then `/sao/info/end <version> <rows>`",
+        "",
+        "This table.",
+    ),
+    Row(
+        "(any other)",
+        "",
+        "",
+        "bad_osc (not OSC at all), unknown_address",
+        'Every bad datagram is answered with `/sao/error <id> <code> <message>` (`<id>` is "" when unknown).',
+    ),
+)
+
+ANNOUNCEMENTS = (
+    ("/sao/startup", "the daemon has started and is loading the model"),
+    ("/sao/ready <0|1> <model>", "1: the model is loaded and requests are served; 0: the worker is restarting or "
+     "the daemon is stopping"),
+)  # fmt: skip
+
+# Replies that end an exchange (`sao-live send --wait` stops on them).
+FINAL_REPLIES = ("/sao/done", "/sao/error", "/sao/pong", "/sao/status", "/sao/value", "/sao/info/end",
+                 "/sao/cancelled", "/sao/ready")  # fmt: skip
+
+ERRORS = {
+    "bad_osc": "the datagram is not OSC",
+    "unknown_address": "no handler for the address",
+    "bad_args": "the arguments do not have the documented shape",
+    "bad_id": "the id is not an int or a short string",
+    "missing_prompt": "no prompt before the seconds",
+    "empty_prompt": "the prompt is blank",
+    "prompt_too_long": "prompt or negative prompt longer than 1000 characters",
+    "bad_prompt": "the prompt is not text",
+    "missing_seconds": "no seconds after the prompt",
+    "bad_seconds": "seconds not a finite number in (0, model window]",
+    "bad_seed": "seed not a whole number in [0, 2147483647] (or -1: random)",
+    "bad_steps": "steps not a whole number in [1, 1000]",
+    "bad_cfg": "cfg not a number in [0, 50]",
+    "bad_sampler": "the model has no such sampler",
+    "bad_negative": "the negative prompt is not text",
+    "bad_bpm": "bpm not a number in [20, 400]",
+    "bad_bars": "bars not in (0, 256], or bars without bpm",
+    "bad_variations": "variations not a whole number in [1, 16]",
+    "bad_priority": "priority not now, prerender, refill (0, 1, 2)",
+    "bad_export": "export not 0, 1, wav, wav16, wav32f or flac",
+    "no_export_dir": "export asked for, but the daemon has no export folder",
+    "unknown_key": "a key the request does not know",
+    "missing_value": "a key without its value",
+    "busy": "the queue is full; try again later",
+    "not_ready": "the model is not loaded yet",
+    "shutting_down": "the daemon is stopping and takes no new requests",
+    "shutdown": "the daemon stopped before the request was done",
+    "cancelled": "the request was cancelled",
+    "unknown_id": "no queued or running request with that id from this sender",
+    "worker_crashed": "the model worker died twice on this request",
+    "generation_failed": "the model raised an error for this request",
+    "export_failed": "the clip was made but could not be written to the export folder",
+    "cache_failed": "the clip was made but could not be stored in the cache (disk full?)",
+    "bad_port": "port not a whole number in [0, 65535]",
+    "unknown_param": "no such setting",
+    "bad_value": "the value does not fit the setting",
+    "internal": "a bug in sao-live (logged with its traceback)",
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown() -> str:
+    """The protocol and error tables as Markdown (the generated part of docs/osc.md)."""
+    lines = [
+        "| address | arguments | replies | errors | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for r in PROTOCOL:
+        cells = [f"`{r.address}`", r.arguments, r.replies, r.errors, r.meaning]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "Sent without a request:", "", "| message | meaning |", "|---|---|"]
+    lines += [f"| `{_cell(m)}` | {what} |" for m, what in ANNOUNCEMENTS]
+    lines += ["", "Error codes:", "", "| code | meaning |", "|---|---|"]
+    lines += [f"| `{code}` | {what} |" for code, what in ERRORS.items()]
+    return "\n".join(lines) + "\n"
+
+
+BEGIN = "<!-- BEGIN generated by `python -m sao_live.daemon.protocol docs/osc.md`; edit protocol.py -->\n"
+END = "<!-- END generated -->\n"
+
+
+def rewrite(path: Path) -> bool:
+    """Replaces the generated block of `path`; True when the file changed."""
+    text = path.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    new = head + BEGIN + markdown() + END + tail
+    path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/osc.md")
+    print(f"{target}: {'rewritten' if rewrite(target) else 'up to date'}")

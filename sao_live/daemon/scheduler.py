@@ -1,0 +1,149 @@
+"""The Scheduler: which job the worker runs next (DESIGN §1).
+
+Plain data, no IO and no asyncio, so its rules are easy to test: jobs are ordered by
+priority (0 play now, 1 pre-render, 2 background refill), then by arrival; a request
+whose cache key is already queued or running joins that job (one generation, every
+requester answered), lifting its priority if it asks for sooner; cancel removes one
+requester, and a job nobody waits for any more is dropped (or, when running, marked
+for the worker to stop); a full queue refuses new jobs with `Busy`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from ..errors import SaoLiveError
+from ..request import Request
+
+
+class Busy(SaoLiveError):
+    code = "busy"
+
+
+@dataclass(eq=False)
+class Requester:
+    """Who waits for a job: the reply address and the id to echo, and what they want done."""
+
+    host: str
+    port: int
+    id: int | str
+    priority: int = 0
+    export: str | None = None  # an EXPORT_FORMATS key, or None for no export
+
+
+@dataclass(eq=False)
+class Job:
+    key: str
+    request: Request  # resolved: steps, cfg and sampler filled in
+    priority: int
+    seq: int
+    family: str = ""  # the key without the seed: a seedless trigger may join any job of its family
+    requesters: list[Requester] = field(default_factory=list)
+    attempts: int = 0  # started on a worker this many times
+    cancelled: bool = False  # running, but nobody waits for it any more
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.priority, self.seq)
+
+
+class Scheduler:
+    def __init__(self, max_queued: int = 256):
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1, got {max_queued!r}")
+        self.max_queued = max_queued
+        self._queued: dict[str, Job] = {}
+        self.running: Job | None = None
+        self._seq = itertools.count()
+        self._front = itertools.count(-1, -1)
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def jobs(self) -> list[Job]:
+        """Running job first, then the queue in the order it will run."""
+        head = [self.running] if self.running else []
+        return head + sorted(self._queued.values(), key=lambda j: j.order)
+
+    def find(self, key: str) -> Job | None:
+        if self.running is not None and self.running.key == key:
+            return self.running
+        return self._queued.get(key)
+
+    def find_family(self, family: str) -> Job | None:
+        """A queued or running job of this family (running first), for a seedless trigger to join."""
+        return next((j for j in self.jobs() if j.family == family), None)
+
+    def submit(self, key: str, request: Request, requester: Requester, family: str = "") -> tuple[Job, bool]:
+        """Queues a job for `key`, or joins the one already there; (job, merged). Raises Busy."""
+        job = self.find(key)
+        if job is not None:
+            job.requesters.append(requester)
+            job.priority = min(job.priority, requester.priority)
+            job.cancelled = False
+            return job, True
+        if len(self._queued) >= self.max_queued:
+            raise Busy(f"the queue is full ({self.max_queued} jobs waiting); try again later")
+        job = Job(key, request, requester.priority, next(self._seq), family, [requester])
+        self._queued[key] = job
+        return job, False
+
+    def position(self, job: Job) -> int:
+        """How many jobs run before `job` (0: it is running, or starts next on an idle worker)."""
+        if job is self.running:
+            return 0
+        ahead = sum(1 for j in self._queued.values() if j.order < job.order)
+        return ahead + (self.running is not None)
+
+    def next(self) -> Job | None:
+        """Takes the most urgent queued job and marks it running (the worker must be idle)."""
+        if self.running is not None:
+            raise RuntimeError(f"job {self.running.key} is still running")
+        if not self._queued:
+            return None
+        job = min(self._queued.values(), key=lambda j: j.order)
+        del self._queued[job.key]
+        job.attempts += 1
+        self.running = job
+        return job
+
+    def finish(self, job: Job) -> None:
+        """The running job ended (done, failed or cancelled)."""
+        if job is not self.running:
+            raise RuntimeError(f"job {job.key} is not the running job")
+        self.running = None
+
+    def requeue(self, job: Job) -> None:
+        """Puts the running job back at the head of its priority (its worker died)."""
+        self.finish(job)
+        job.seq = next(self._front)
+        self._queued[job.key] = job
+
+    def cancel(self, host: str, id: int | str | None) -> list[tuple[Job, Requester]]:
+        """Removes the requesters `(host, id)` (every requester when id is None); returns them.
+
+        A queued job left without requesters is dropped; a running one is marked `cancelled`
+        and the caller stops the worker.
+        """
+        removed = []
+        for job in self.jobs():
+            keep = []
+            for r in job.requesters:
+                if id is None or (r.host == host and r.id == id):
+                    removed.append((job, r))
+                else:
+                    keep.append(r)
+            job.requesters = keep
+            if not keep:
+                if job is self.running:
+                    job.cancelled = True
+                else:
+                    del self._queued[job.key]
+        return removed
+
+    def drain(self) -> list[Job]:
+        """Removes every queued job (shutdown); the running one stays."""
+        jobs = sorted(self._queued.values(), key=lambda j: j.order)
+        self._queued.clear()
+        return jobs

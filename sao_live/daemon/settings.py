@@ -1,0 +1,167 @@
+"""Daemon settings: one dataclass, read from TOML, overridden by command-line flags.
+
+Where they come from, later winning: the defaults below; `config.toml` in the user config
+folder (platformdirs: ~/.config/sao-live on Linux, ~/Library/Application Support/sao-live on
+macOS, %LOCALAPPDATA%\\sao-live on Windows) or the file given with `--config`; the flags.
+The file holds the field names below as top-level keys, e.g. `osc_port = 9000`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_cache_dir, user_config_dir
+
+from ..errors import SaoLiveError
+from ..request import EXPORT_FORMATS, ModelInfo, Request, RequestError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class SettingsError(SaoLiveError, ValueError):
+    code = "bad_settings"
+
+
+def default_config_file() -> Path:
+    return Path(user_config_dir("sao-live")) / "config.toml"
+
+
+def default_cache_dir() -> Path:
+    return Path(user_cache_dir("sao-live")) / "clips"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "model"  # folder, hub repo id, or tiny-random
+    text_encoder: str | None = None
+    device: str | None = None
+    numerics: str = "fast"
+    host: str = "127.0.0.1"  # OSC listen address; 0.0.0.0 to accept other machines
+    osc_port: int = 9321
+    reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_max_mb: int = 2048  # least recently used clips are evicted past this; 0: no limit
+    export_dir: Path | None = None  # the folder a DAW watches; None: no export
+    export: bool = True  # export every clip when export_dir is set (a request's `export` key overrides)
+    export_format: str = "wav"  # wav (24-bit), wav16, wav32f, flac
+    bpm: float = 120.0  # for requests with bars but no bpm
+    queue_size: int = 256  # jobs waiting; beyond, requests get `busy`
+    heartbeat_interval: float = 1.0  # seconds between pings to the worker
+    heartbeat_timeout: float = 30.0  # a worker silent this long is killed and restarted
+    ready_timeout: float = 900.0  # the longest a model may take to load (downloads included)
+    shutdown_timeout: float = 10.0  # how long a running job may finish on SIGINT/SIGTERM
+    worker_nice: int = 5  # the worker yields the CPU to the control plane (and the player)
+    retries: int = 1  # a job whose worker dies is retried this often, then reported
+
+    def __post_init__(self):
+        put = object.__setattr__
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("cache_dir", "export_dir") and value is not None:
+                put(self, f.name, Path(value).expanduser())
+        for name in ("osc_port", "reply_port"):
+            port = getattr(self, name)
+            if not isinstance(port, int) or not 0 < port < 65536:
+                raise SettingsError(f"{name} must be a port number in [1, 65535], got {port!r}")
+        for name in ("cache_max_mb", "queue_size", "retries", "worker_nice"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
+        for name in ("model", "host"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SettingsError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if not isinstance(self.export, bool):
+            raise SettingsError(f"export must be true or false, got {self.export!r}")
+        if self.queue_size < 1:
+            raise SettingsError(f"queue_size must be at least 1, got {self.queue_size!r}")
+        for name in ("heartbeat_interval", "heartbeat_timeout", "ready_timeout", "shutdown_timeout", "bpm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+        if self.export_format not in EXPORT_FORMATS:
+            raise SettingsError(f"export_format must be one of {', '.join(EXPORT_FORMATS)}, got {self.export_format!r}")
+        if self.numerics not in ("fast", "reference"):
+            raise SettingsError(f"numerics must be 'fast' or 'reference', got {self.numerics!r}")
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: Any) -> Settings:
+        """Defaults, then the TOML file (`config`, else the user's config.toml if it exists), then
+        `overrides` whose value is not None (the flags that were given)."""
+        values: dict[str, Any] = {}
+        path = Path(config).expanduser() if config else default_config_file()
+        if config or path.is_file():
+            values.update(cls._read(path))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise SettingsError(f"settings: {err}") from None
+
+    @classmethod
+    def _read(cls, path: Path) -> dict:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise SettingsError(f"cannot read config file {path}: {err}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(f"{path}: unknown settings {unknown}; known: {', '.join(sorted(known))}")
+        return data
+
+    def describe(self) -> str:
+        """One `name = value` line per setting, for the log at start."""
+        return "\n".join(f"  {f.name} = {getattr(self, f.name)!s}" for f in fields(self))
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+class LiveParams:
+    """The settings `/sao/set/<param>` changes while the daemon runs (until it stops).
+
+    steps, cfg and sampler are None until set: the model card's defaults apply.
+    """
+
+    def __init__(self, settings: Settings):
+        self.values: dict[str, Any] = dict(bpm=settings.bpm, steps=None, cfg=None, sampler=None,
+                                           export=settings.export, export_format=settings.export_format)  # fmt: skip
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, model: ModelInfo | None) -> Any:
+        if name not in self.values:
+            raise RequestError("unknown_param", f"no setting {name!r}; settings: {', '.join(self.values)}")
+        value = self.values[name]
+        if value is None:  # the model's default
+            value = getattr(model, name) if model else 0
+        return int(value) if isinstance(value, bool) else value
+
+    def set(self, name: str, value: Any, model: ModelInfo | None) -> None:
+        """Checks `value` as a request field would be checked; RequestError `bad_value` if it does not fit."""
+        self.get(name, model)
+        probe = dict(prompt="probe", seconds=1.0, seed=0)
+        try:
+            if name == "export":
+                value = Request(**probe, export=value).export != "none"
+            elif name == "export_format":
+                if value not in EXPORT_FORMATS:
+                    raise RequestError("bad_value", f"export_format must be one of {', '.join(EXPORT_FORMATS)}")
+            elif name == "bpm":
+                value = Request(**probe, bars=1, bpm=value).bpm
+            else:
+                value = getattr(Request(**probe, **{name: value}), name)
+                if name == "sampler" and model and value not in model.samplers:
+                    raise RequestError("bad_value", f"sampler must be one of {', '.join(model.samplers)}")
+        except RequestError as err:
+            raise RequestError("bad_value", f"/sao/set/{name}: {err}") from None
+        self.values[name] = value

@@ -1,0 +1,211 @@
+"""The model worker: a separate process that owns the pipeline (DESIGN §1).
+
+The control plane never waits on torch: it talks to the worker over one multiprocessing
+pipe. Control -> worker: `("job", job_id, params, path)`, `("cancel", job_id)`,
+`("ping", t)`, `("stop",)`. Worker -> control: `("ready", model_info)`,
+`("fatal", code, message)` (the model did not load), `("progress", job_id, done, total)`,
+`("done", job_id, info)`, `("error", job_id, code, message)`, `("cancelled", job_id)`,
+`("pong", t)`. A reader thread in the worker answers pings and takes cancels while the main
+thread generates; it exits the process when the pipe closes, so a worker never outlives a
+killed daemon. On the control side `Worker` starts the process (spawn) and turns everything
+the pipe brings, and the process's death (`("exit", code)`), into calls on the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(model: str, text_encoder: str | None, numerics: str, device_type: str, raw_config: dict) -> str:
+    """A model identity for cache keys: config, weights file identity (path, size, mtime), text encoder,
+    numerics and device type. Random models are identified by name (their weights come from a seed)."""
+    from ..engine.loading import resolve_model_files
+    from ..engine.pipeline import RANDOM_MODELS
+
+    parts: list = [json.dumps(raw_config, sort_keys=True), numerics, device_type]
+    if str(model) in RANDOM_MODELS:
+        parts.append(("random", str(model)))
+    else:
+        _, weights = resolve_model_files(model)
+        st = weights.stat()
+        parts.append((str(weights.resolve()), st.st_size, st.st_mtime_ns))
+    encoder = Path(text_encoder).expanduser() if text_encoder else None
+    if encoder is not None and encoder.is_dir():
+        files = sorted(p for p in encoder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+        parts.append([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+    else:
+        parts.append(str(text_encoder))
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- inside the worker process
+
+
+def _model_info(spec: dict, pipe) -> dict:
+    from ..engine import sampling
+    from ..engine.pipeline import DEFAULTS
+
+    cfg = pipe.cfg
+    d = DEFAULTS[cfg.objective]
+    samplers = sampling.RF_SAMPLERS if cfg.objective == "rf" else sampling.V_SAMPLERS
+    fp = fingerprint(spec["model"], spec["text_encoder"], spec["numerics"], pipe.device.type, cfg.raw)
+    return dict(name=str(spec["model"]), fingerprint=fp, window_seconds=cfg.window_seconds,
+                sample_rate=cfg.sample_rate, objective=cfg.objective, steps=d["steps"], cfg=d["cfg_scale"],
+                sampler=d["sampler"], samplers=list(samplers))  # fmt: skip
+
+
+def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> None:
+    from ..audio import write_audio
+    from ..errors import Cancelled
+    from .store import file_sha256
+
+    def progress(done: int, total: int) -> None:
+        if job_id in cancelled:
+            raise Cancelled(f"job {job_id} cancelled")
+        send(("progress", job_id, done, total))
+
+    result = pipe.generate(progress=progress, **params)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_audio(out, result.audio, result.sample_rate, "wav", "32f")
+    info = dict(bytes=out.stat().st_size, sha256=file_sha256(out), seed=result.seed,
+                seconds=result.audio.shape[1] / result.sample_rate, sample_rate=result.sample_rate)  # fmt: skip
+    send(("done", job_id, info))
+
+
+def _worker_main(conn, spec: dict) -> None:
+    """The worker process: load the model, then run jobs one at a time until told to stop."""
+    logging.basicConfig(level=spec.get("log_level", logging.INFO), format="%(asctime)s %(name)s[worker]: %(message)s")
+    if hasattr(os, "nice"):  # POSIX
+        with contextlib.suppress(OSError):
+            os.nice(spec.get("nice", 0))
+    lock = threading.Lock()
+    jobs: queue.Queue = queue.Queue()
+    cancelled: set = set()
+
+    def send(msg) -> None:
+        with lock:  # the reader thread answers pings while the main thread reports progress
+            conn.send(msg)
+
+    def reader() -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the daemon is gone: nobody to work for
+            if msg[0] == "ping":
+                send(("pong", msg[1]))
+            elif msg[0] == "cancel":
+                cancelled.add(msg[1])
+            else:
+                jobs.put(msg)
+
+    threading.Thread(target=reader, name="worker-reader", daemon=True).start()
+    from ..engine.pipeline import load_pipeline
+    from ..errors import Cancelled, SaoLiveError
+
+    try:
+        pipe = load_pipeline(spec["model"], spec["text_encoder"], spec["device"], spec["numerics"])
+        send(("ready", _model_info(spec, pipe)))
+    except SaoLiveError as err:
+        send(("fatal", err.code, str(err)))
+        return
+    except Exception as err:
+        log.error("the model did not load:\n%s", traceback.format_exc())
+        send(("fatal", "model_load_failed", f"the model did not load: {type(err).__name__}: {err}"))
+        return
+    while True:
+        msg = jobs.get()
+        if msg[0] == "stop":
+            return
+        _, job_id, params, path = msg
+        try:
+            if job_id in cancelled:
+                raise Cancelled(f"job {job_id} cancelled")
+            _generate(pipe, job_id, params, path, cancelled, send)
+        except Cancelled:
+            send(("cancelled", job_id))
+        except SaoLiveError as err:
+            send(("error", job_id, err.code, str(err)))
+        except Exception as err:
+            log.error("job %s failed:\n%s", job_id, traceback.format_exc())
+            send(("error", job_id, "generation_failed", f"{type(err).__name__}: {err}"))
+        cancelled.discard(job_id)
+
+
+# ---------------------------------------------------------------- in the control process
+
+
+class Worker:
+    """One worker process; `on_event(worker, msg)` runs on the event loop for every message."""
+
+    def __init__(self, spec: dict, on_event: Callable, loop):
+        self.spec = spec
+        self._on_event = on_event
+        self._loop = loop
+        self.process = None
+        self._conn = None
+        self.ready = False
+        self.busy = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, self.spec), name="sao-live-worker", daemon=True)
+        self.process.start()
+        child.close()
+        log.info("worker started (pid %d), loading %s", self.process.pid, self.spec["model"])
+        threading.Thread(target=self._read, name="worker-events", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            self._post(msg)
+        self.process.join()
+        self._post(("exit", self.process.exitcode))
+
+    def _post(self, msg) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the daemon is gone
+            self._loop.call_soon_threadsafe(self._on_event, self, msg)
+
+    def send(self, msg) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a dead worker: the reader thread reports it
+            self._conn.send(msg)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+
+    def stop(self, timeout: float) -> None:
+        """Asks the worker to finish and waits (blocking: call from a thread); kills it past `timeout`."""
+        if self.process is None:
+            return
+        self.send(("stop",))
+        deadline = time.monotonic() + timeout
+        while self.process.is_alive() and time.monotonic() < deadline:
+            self.process.join(0.1)  # join() may return while the process is still being reaped
+        if self.process.is_alive():
+            log.warning("worker %d did not stop within %.0f s: killed", self.process.pid, timeout)
+            self.process.kill()
+            self.process.join(5)
+        self._conn.close()

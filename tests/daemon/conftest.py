@@ -1,0 +1,24 @@
+"""Fixtures for the daemon tests; the helpers live in daemon_helpers.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from .daemon_helpers import DaemonProcess
+
+
+@pytest.fixture(scope="session")
+def shared_daemon(tmp_path_factory, tiny_t5):
+    """One daemon for the tests that do not stop, kill or reconfigure it."""
+    daemon = DaemonProcess(tmp_path_factory.mktemp("daemon"), tiny_t5).start()
+    yield daemon
+    code = daemon.stop()
+    assert code == 0, f"the daemon exited with {code}:\n{daemon.log()}"
+    assert "restarting it" not in daemon.log(), "nothing here kills the worker: it must never be restarted"
+
+
+@pytest.fixture
+def client(shared_daemon):
+    c = shared_daemon.client()
+    yield c
+    c.close()

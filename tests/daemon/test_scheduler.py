@@ -1,0 +1,118 @@
+"""Scheduler rules: priority then arrival, merge by key, cancel, positions, a bounded queue."""
+
+from __future__ import annotations
+
+import pytest
+
+from sao_live.daemon.scheduler import Busy, Requester, Scheduler
+from sao_live.request import Request
+
+REQ = Request("kick", 1.0, 0, steps=8, cfg=1.0, sampler="pingpong")
+
+
+def who(id, priority=0, host="127.0.0.1"):
+    return Requester(host, 9322, id, priority)
+
+
+def test_priority_before_arrival():
+    s = Scheduler()
+    s.submit("refill", REQ, who(1, priority=2))
+    s.submit("prerender", REQ, who(2, priority=1))
+    s.submit("now", REQ, who(3, priority=0))
+    s.submit("now2", REQ, who(4, priority=0))
+    order = []
+    while (job := s.next()) is not None:
+        order.append(job.key)
+        s.finish(job)
+    assert order == ["now", "now2", "prerender", "refill"]
+
+
+def test_identical_keys_merge_and_lift_priority():
+    s = Scheduler()
+    s.submit("a", REQ, who(1, priority=0))
+    job, merged = s.submit("b", REQ, who(2, priority=2))
+    assert not merged and s.position(job) == 1
+    same, merged = s.submit("b", REQ, who(3, priority=0))
+    assert merged and same is job and [r.id for r in job.requesters] == [2, 3]
+    assert job.priority == 0 and len(s) == 2
+
+
+def test_merge_into_the_running_job():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    running = s.next()
+    job, merged = s.submit("a", REQ, who(2))
+    assert merged and job is running and s.position(job) == 0
+
+
+def test_positions_count_the_running_job():
+    s = Scheduler()
+    jobs = [s.submit(k, REQ, who(i))[0] for i, k in enumerate("abc")]
+    assert [s.position(j) for j in jobs] == [0, 1, 2]
+    s.next()
+    assert [s.position(j) for j in jobs] == [0, 1, 2]  # a runs; b is next after it
+
+
+def test_full_queue_is_busy_but_merges_still_join():
+    s = Scheduler(max_queued=2)
+    s.submit("a", REQ, who(1))
+    s.submit("b", REQ, who(2))
+    with pytest.raises(Busy, match="the queue is full \\(2 jobs waiting\\)"):
+        s.submit("c", REQ, who(3))
+    assert s.submit("a", REQ, who(4))[1]
+
+
+def test_cancel_one_requester_keeps_the_job_for_the_others():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    s.submit("a", REQ, who(2, host="10.0.0.2"))
+    removed = s.cancel("127.0.0.1", 1)
+    assert [(j.key, r.id) for j, r in removed] == [("a", 1)]
+    assert len(s) == 1 and [r.id for r in s.find("a").requesters] == [2]
+    assert s.cancel("127.0.0.1", 2) == []  # the same id from another host is not ours
+    s.cancel("10.0.0.2", 2)
+    assert len(s) == 0
+
+
+def test_cancel_running_marks_it_for_the_worker():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    job = s.next()
+    s.cancel("127.0.0.1", 1)
+    assert job.cancelled and s.running is job  # the worker stops it; finish() then clears it
+
+
+def test_cancel_all():
+    s = Scheduler()
+    for i, k in enumerate("abc"):
+        s.submit(k, REQ, who(i, host=f"10.0.0.{i}"))
+    running = s.next()
+    assert len(s.cancel("anyone", None)) == 3
+    assert len(s) == 0 and running.cancelled
+
+
+def test_requeue_puts_the_job_first_in_its_priority():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    s.submit("b", REQ, who(2))
+    job = s.next()
+    s.requeue(job)
+    assert s.running is None and s.next() is job and job.attempts == 2
+
+
+def test_next_while_running_is_a_bug():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    s.submit("b", REQ, who(2))
+    s.next()
+    with pytest.raises(RuntimeError, match="still running"):
+        s.next()
+
+
+def test_a_seedless_trigger_finds_a_job_of_its_family():
+    s = Scheduler()
+    s.submit("a", REQ, who(1), family="kick")
+    s.submit("b", REQ, who(2), family="snare")
+    assert s.find_family("snare").key == "b" and s.find_family("hat") is None
+    running = s.next()
+    assert s.find_family("kick") is running

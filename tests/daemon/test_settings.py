@@ -1,0 +1,94 @@
+"""Settings: defaults, then TOML, then flags; bad values and unknown keys are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sao_live.daemon.settings import Settings, SettingsError
+
+
+def test_toml_then_flags(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('osc_port = 9000\nreply_port = 9001\nexport_dir = "~/daw"\nbpm = 128\n')
+    s = Settings.load(config, osc_port=9100, reply_port=None)
+    assert (s.osc_port, s.reply_port, s.bpm) == (9100, 9001, 128)  # the flag wins, an unset flag does not
+    assert s.export_dir == Path("~/daw").expanduser()
+    assert s.host == "127.0.0.1" and s.model == "model"
+
+
+def test_user_config_file_is_read_when_present(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert Settings.load().osc_port == 9321
+    (tmp_path / "sao-live").mkdir()
+    (tmp_path / "sao-live" / "config.toml").write_text("osc_port = 9555\n")
+    assert Settings.load().osc_port == 9555
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("osc_prot = 1\n", "unknown settings ['osc_prot']"),
+        ("osc_port = 70000\n", "osc_port must be a port number in [1, 65535], got 70000"),
+        ("queue_size = 0\n", "queue_size must be at least 1"),
+        ('export_format = "mp3"\n', "export_format must be one of wav, wav16, wav32f, flac, got 'mp3'"),
+        ("shutdown_timeout = -1\n", "shutdown_timeout must be a positive number"),
+        ("osc_port = \n", "cannot read config file"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path, text, phrase):
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError) as err:
+        Settings.load(config)
+    assert phrase in str(err.value)
+
+
+def test_missing_config_file_given_on_the_command_line(tmp_path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        Settings.load(tmp_path / "nope.toml")
+
+
+def test_describe_lists_every_setting():
+    text = Settings().describe()
+    assert "osc_port = 9321" in text and "reply_port = 9322" in text and "export_dir = None" in text
+
+
+def test_every_setting_is_documented():
+    from dataclasses import fields
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "daemon.md").read_text()
+    missing = [f.name for f in fields(Settings) if f"| `{f.name}` |" not in doc]
+    assert missing == []
+
+
+@pytest.mark.parametrize(("text", "phrase"), [("export = 1\n", "export must be true or false"),
+                                              ('model = ""\n', "model must be a non-empty string")])  # fmt: skip
+def test_setting_types(tmp_path, text, phrase):
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError, match=phrase):
+        Settings.load(config)
+
+
+def test_live_params_check_values_like_requests():
+    from sao_live.daemon.settings import LiveParams
+    from sao_live.request import ModelInfo, RequestError
+
+    model = ModelInfo("tiny", "fp", 2.97, 44100, "rf", 8, 1.0, "pingpong", ("pingpong", "euler"))
+    params = LiveParams(Settings())
+    assert params.get("steps", model) == 8 and params.get("export", model) == 1
+    params.set("steps", 4.0, model)
+    params.set("sampler", "euler", model)
+    params.set("export", 0, model)
+    assert (params.get("steps", model), params.get("sampler", model), params.get("export", model)) == (4, "euler", 0)
+    for name, value, phrase in [("bpm", 5000, r"bpm must be in \[20, 400\]"), ("steps", 0, "steps must be in"),
+                                ("sampler", "dpmpp-3m-sde", "sampler must be one of pingpong, euler"),
+                                ("export_format", "mp3", "export_format must be one of")]:  # fmt: skip
+        with pytest.raises(RequestError, match=phrase) as err:
+            params.set(name, value, model)
+        assert err.value.code == "bad_value"
+    with pytest.raises(RequestError, match="no setting 'volume'") as err:
+        params.get("volume", model)
+    assert err.value.code == "unknown_param"

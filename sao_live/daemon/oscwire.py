@@ -21,6 +21,8 @@ _F32 = struct.Struct(">f")
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _U64 = struct.Struct(">Q")
+# Fixed-size argument types: int32, float32, int64, float64, timetag.
+_FIXED = {"i": _I32, "f": _F32, "h": _I64, "d": _F64, "t": _U64}
 
 
 class OscError(SaoLiveError, ValueError):
@@ -58,12 +60,9 @@ def _message(data: bytes) -> tuple[str, tuple]:
     args = []
     for tag in tags[1:].decode("latin-1"):
         try:
-            if tag == "i":
-                args.append(_I32.unpack_from(data, pos)[0])
-                pos += 4
-            elif tag == "f":
-                args.append(_F32.unpack_from(data, pos)[0])
-                pos += 4
+            if tag in _FIXED:
+                args.append(_FIXED[tag].unpack_from(data, pos)[0])
+                pos += _FIXED[tag].size
             elif tag in "sS":
                 raw, pos = _string(data, pos, "string")
                 args.append(raw.decode("utf-8", "replace"))
@@ -73,15 +72,6 @@ def _message(data: bytes) -> tuple[str, tuple]:
                     raise OscError(f"OSC blob of {size} bytes does not fit in the {len(data)}-byte datagram")
                 args.append(data[pos + 4 : pos + 4 + size])
                 pos += 4 + ((size + 3) & ~3)
-            elif tag == "h":
-                args.append(_I64.unpack_from(data, pos)[0])
-                pos += 8
-            elif tag == "d":
-                args.append(_F64.unpack_from(data, pos)[0])
-                pos += 8
-            elif tag == "t":
-                args.append(_U64.unpack_from(data, pos)[0])
-                pos += 8
             elif tag in "TF":
                 args.append(tag == "T")
             elif tag in "NI":

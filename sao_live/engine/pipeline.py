@@ -100,7 +100,11 @@ class StableAudioPipeline:
         self.model.model.skip_null_cross = numerics == "fast"
         if self.device.type == "cpu":
             # Same arithmetic as the plain decoder, in cache-sized tiles: ~3x faster on a CPU.
+            # The VAE stays fp32 here even where the config says model_half: fp16 convolutions
+            # on a CPU are ~100x slower.
             self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder)
+        elif self.device.type == "cuda" and (numerics == "fast" or self.cfg.autoencoder.model_half):
+            self.model.pretransform.half()  # as the reference runs Small's VAE (model_half)
         if int8 is None:  # default: on in fast mode where int8 kernels exist (x86/Arm CPUs)
             int8 = numerics == "fast" and self.device.type == "cpu" and quantize.available()
         self.int8 = bool(int8)

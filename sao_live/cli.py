@@ -14,7 +14,7 @@ import sys
 
 from .errors import SaoLiveError
 
-COMMANDS = ("serve", "generate", "send", "cache", "bench")
+COMMANDS = ("serve", "generate", "render", "send", "cache", "devices", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

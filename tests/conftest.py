@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is out of reach here; never try it by accident
+os.environ.setdefault("JACK_NO_START_SERVER", "1")  # libjack must never start a server of its own in tests
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -24,7 +24,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--cache-max-mb", type=int, default=None, help="cache size limit in MB (default 2048)")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
+    add_live_arguments(p)
     return p
+
+
+def add_live_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="set_file", type=Path, default=None,
+                   help="a set file (TOML) to pre-render and load before ready (docs/sets.md)")  # fmt: skip
+    p.add_argument("--audio-device", default=None,
+                   help="output device: index or part of its name or host API (JACK); none: no sound")  # fmt: skip
+    p.add_argument("--midi-in", default=None, help="an existing MIDI input port by name (default: virtual sao-live)")
+    p.add_argument("--midi-api", default=None, help="rtmidi API: UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM")
+    p.add_argument("--quantize", choices=("off", "beat", "bar"), default=None, help="launch quantize (default off)")
+    p.add_argument("--tempo-source", choices=("fixed", "midi", "link"), default=None, help="tempo (default fixed)")
 
 
 def run(args) -> int:
@@ -43,6 +55,12 @@ def run(args) -> int:
         export_dir=args.export_dir,
         cache_dir=args.cache_dir,
         cache_max_mb=args.cache_max_mb,
+        set_file=args.set_file,
+        audio_device=args.audio_device,
+        midi_in=args.midi_in,
+        midi_api=args.midi_api,
+        quantize=args.quantize,
+        tempo_source=args.tempo_source,
     )
     print("sao-live serve, settings:\n" + settings.describe(), flush=True)
     run_daemon(settings)

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from ..errors import SaoLiveError
+from ..live.sets import SetError
+from ..live.stage import Stage
 from ..request import ModelInfo
 from .osc import Context, OscServer
 from .service import ClipService
@@ -91,7 +93,7 @@ class Daemon:
         return self.server.target(host, port)
 
     def send(self, target: tuple[str, int], address: str, *args) -> None:
-        if self.server is not None:
+        if self.server is not None and target[0]:  # host "": an internal requester (a set's pre-render)
             self.server.send(target, address, *args)
 
     def reply(self, ctx: Context, address: str, *args) -> None:
@@ -137,6 +139,7 @@ class Daemon:
         s = self.settings
         loop = asyncio.get_running_loop()
         self.service = ClipService(self)
+        self.live = Stage(self)
         self._start_worker()
         try:
             _, self.server = await loop.create_datagram_endpoint(
@@ -148,6 +151,10 @@ class Daemon:
             self.server.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.announce("/sao/startup")
         log.info("listening for OSC on %s:%d, replies to port %d", s.host, s.osc_port, s.reply_port)
+        await self.in_thread(self.live.start_audio)  # PortAudio scans its devices: off the loop
+        self.live.start_midi(loop)
+        if s.tempo_source == "link":
+            await self.live.start_link()
         await self.io(self.store.open)
         await self.io(self.store.recover)
         if s.export_dir is not None:
@@ -157,6 +164,12 @@ class Daemon:
         self.service.model = info
         self.service.resume(await self.io(self.store.journal))
         self._loops += [self.spawn(self.service.run()), self.spawn(self._heartbeat())]
+        if s.set_file is not None:
+            log.info("pre-rendering the set %s before ready", s.set_file)
+            try:
+                await self.live.load_set(s.set_file, _log_progress)
+            except SetError as err:
+                raise StartupError(str(err)) from None
         log.info("ready: %s (window %.2f s)", info.name, info.window_seconds)
         self.announce("/sao/ready", 1, s.model)
 
@@ -263,6 +276,8 @@ class Daemon:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if getattr(self, "live", None) is not None:
+            self.live.close()
         if self.worker is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.worker.stop, 5.0)
         self.announce("/sao/ready", 0, s.model)
@@ -286,6 +301,10 @@ class Daemon:
                 await asyncio.wait_for(service.idle.wait(), 5.0)
             except asyncio.TimeoutError:
                 log.warning("the worker did not stop the job within 5 s")
+
+
+def _log_progress(ready: int, total: int) -> None:
+    log.info("pre-rendered %d/%d takes", ready, total)
 
 
 def _remove_export_partials(folder) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import SaoLiveError
+from ..live.stage import STAGE_PARAMS
 from ..request import RequestError, is_number, parse_osc
 from . import oscwire, protocol
 
@@ -108,19 +109,123 @@ def set_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
     name = ctx.address[len("/sao/set/") :]
     if len(atoms) != 1:
         raise RequestError("bad_value", f"/sao/set/{name} takes one value, got {list(atoms)!r}"[:300])
-    d.service.params.set(name, atoms[0], d.service.model)
-    d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
+    if name in STAGE_PARAMS:
+        d.live.set_param(name, atoms[0])
+    else:
+        d.service.params.set(name, atoms[0], d.service.model)
+        if name == "bpm" and d.live.tempo.source == "fixed":
+            d.live.tempo.set_bpm(d.service.params["bpm"])
+    get_param(d, ctx, ())
 
 
 def get_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
     name = ctx.address[len("/sao/get/") :]
-    d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
+    if name in STAGE_PARAMS:
+        d.reply(ctx, "/sao/value", name, d.live.get_param(name))
+    else:
+        d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
 
 
 def info(d: Daemon, ctx: Context, atoms: tuple) -> None:
     for row in protocol.PROTOCOL:
         d.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)
     d.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL))
+
+
+def _gain(value, name: str = "gain", code: str = "bad_gain", hi: float = 4.0) -> float:
+    if not is_number(value) or not 0 <= value <= hi:
+        raise RequestError(code, f"{name} must be a number in [0, {hi:g}], got {value!r}")
+    return float(value)
+
+
+def _target(value):
+    """`pad<n>` stays a string; anything else is a request id."""
+    if isinstance(value, str) and value.startswith("pad") and value[3:].isdigit():
+        return value
+    return _norm_id(value)
+
+
+def play(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    if not 1 <= len(atoms) <= 2:
+        raise RequestError("bad_args", f"/sao/play takes <id|pad<n>> [gain], got {list(atoms)!r}"[:300])
+    ctx.id = _target(atoms[0])
+    gain = _gain(atoms[1]) if len(atoms) == 2 else 1.0
+    if isinstance(ctx.id, str) and ctx.id.startswith("pad"):
+        voice, take, nearest = d.live.hit(int(ctx.id[3:]), gain=gain)
+    else:
+        (voice, take), nearest = d.live.play_id(ctx.id, gain), False
+    d.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+
+
+def stop(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    if len(atoms) != 1:
+        raise RequestError("bad_args", f"/sao/stop takes one <id>, pad<n> or all, got {list(atoms)!r}"[:300])
+    ctx.id = "all" if atoms[0] == "all" else _target(atoms[0])
+    d.reply(ctx, "/sao/stopped", ctx.id, d.live.stop(ctx.id))
+
+
+def pad(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    number = ctx.address[len("/sao/pad/") :]
+    ctx.id = f"pad{number}"
+    if not number.isdigit():
+        raise RequestError("unknown_pad", f"/sao/pad/<n> takes a pad number, got {number!r}")
+    if len(atoms) > 2:
+        raise RequestError("bad_args", f"/sao/pad/<n> takes [velocity] [1|0], got {list(atoms)!r}"[:300])
+    velocity = atoms[0] if atoms else 1.0
+    if len(atoms) == 2 and atoms[1] == 0:
+        velocity = 0  # TouchOSC's release
+    velocity = _gain(velocity, "velocity", "bad_velocity", 127.0)
+    if velocity == 0:
+        d.live.release(int(number))
+        return
+    voice, take, nearest = d.live.hit(int(number), velocity if velocity <= 1 else velocity / 127.0)
+    d.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+
+
+def loop(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    from ..live.sets import with_bpm
+
+    rest = list(_take_id(ctx, atoms))
+    words = []
+    while rest and isinstance(rest[0], str):
+        words.append(rest.pop(0))
+    if not rest:
+        raise RequestError("bad_bars", f"/sao/loop needs <prompt...> <bars> [bpm], got {list(atoms)!r}"[:300])
+    bars = rest.pop(0)
+    bpm = rest.pop(0) if rest and is_number(rest[0]) and not (len(rest) == 1 and rest[0] in (0, 1)) else None
+    bpm = d.service.params["bpm"] if bpm is None else bpm
+    if not is_number(bpm) or not 20 <= bpm <= 400:
+        raise RequestError("bad_bpm", f"bpm must be a number in [20, 400], got {bpm!r}")
+    prompt = with_bpm(" ".join(words), bpm) if "".join(words).strip() else ""
+    request, flag = parse_osc([prompt, 0, "bars", bars, "bpm", bpm, *rest], d.service.params["bpm"])
+    if flag == 0:
+        return
+    d.live._need_audio()
+    d.service.submit(ctx, request, trigger=True, play=2)
+
+
+def bank(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    if len(atoms) != 1:
+        raise RequestError("bad_value", f"/sao/bank takes one bank number, got {list(atoms)!r}"[:300])
+    d.reply(ctx, "/sao/value", "bank", d.live.set_bank(atoms[0]))
+
+
+def load(d: Daemon, ctx: Context, atoms: tuple) -> None:
+    from ..live.sets import SetError
+
+    if len(atoms) != 1 or not isinstance(atoms[0], str):
+        raise RequestError("bad_args", f"/sao/load takes one set file path, got {list(atoms)!r}"[:300])
+    ctx.id = atoms[0][:64]
+
+    async def run():
+        try:
+            live = await d.live.load_set(atoms[0])
+        except SetError as err:
+            d.server.reject(ctx, err)
+            return
+        d.reply(ctx, "/sao/loaded", live.name, len(live.pads), len(live.banks))
+
+    d.spawn(run())
 
 
 HANDLERS = {
@@ -131,8 +236,14 @@ HANDLERS = {
     "/sao/ping": ping,
     "/sao/hello": hello,
     "/sao/info": info,
+    "/sao/loop": loop,
+    "/sao/play": play,
+    "/sao/stop": stop,
+    "/sao/bank": bank,
+    "/sao/load": load,
 }
-PREFIX_HANDLERS = {"/sao/set/": set_param, "/sao/get/": get_param}
+PREFIX_HANDLERS = {"/sao/set/": set_param, "/sao/get/": get_param, "/sao/pad/": pad}
+PREFIX_ARGS = {"/sao/set/": "<param>", "/sao/get/": "<param>", "/sao/pad/": "<n>"}  # as the protocol table writes them
 
 
 def handler_for(address: str):

@@ -51,6 +51,53 @@ PROTOCOL: tuple[Row, ...] = (
         "is answered at once, else it is generated. A trailing 0 (release) is ignored.",
     ),
     Row(
+        "/sao/loop",
+        "`<id> <prompt...> <bars> [bpm] [key value ...] [1|0]`; keys as /sao/gen (not seconds, bars)",
+        "as /sao/gen, then `/sao/playing <id> <voice> <seed> <nearest 0>` when it starts",
+        _REQ_ERRORS + ", no_audio",
+        'Make a loop of exactly `bars` 4/4 bars at `bpm` (default: the tempo), "<bpm> BPM" appended to the '
+        "prompt, seam crossfaded; when ready it plays looped, launched on the next bar (quantize permitting).",
+    ),
+    Row(
+        "/sao/play",
+        "`<id> [gain]` or `pad<n> [gain]` (e.g. `pad3`, 1-based in the current bank); gain 0..4 linear, default 1",
+        "`/sao/playing <id|pad<n>> <voice> <seed> <nearest 0|1>` (nearest 1: the pad's clip was not ready, "
+        "its nearest ready take plays)",
+        "bad_args, bad_gain, unknown_id (no finished clip under that id), unknown_pad, not_rendered, no_audio",
+        "Play a finished clip (the last one done under request `<id>`) or a pad of the loaded set now, "
+        "or on the next beat/bar when quantize is on.",
+    ),
+    Row(
+        "/sao/stop",
+        "`<id>`, `pad<n>` or `all`",
+        "`/sao/stopped <id|pad<n>|all> <voices>`",
+        "bad_args, unknown_pad, no_audio",
+        "Fade out (10 ms) the voices of that clip id or pad, or every voice.",
+    ),
+    Row(
+        "/sao/pad/<n>",
+        "`[velocity] [1|0]`: velocity 0..1 (a fraction) or 2..127 (MIDI); 0 is a release",
+        "`/sao/playing pad<n> <voice> <seed> <nearest 0|1>` on a press; nothing on a release",
+        "unknown_pad, not_rendered, bad_velocity, no_set, no_audio",
+        "Hit pad `<n>` (1-16) of the current bank like MIDI note 35+n: gain from the velocity curve; a release "
+        "ends gate-mode voices. Uses a take from the pad's variation pool, refilled in the background.",
+    ),
+    Row(
+        "/sao/bank",
+        "`<n>` (0-based bank index)",
+        "`/sao/value bank <n>`",
+        "bad_value, no_set",
+        "Switch the pad bank (as MIDI program change `<n>`).",
+    ),
+    Row(
+        "/sao/load",
+        "`<path>` (a set file, TOML, on the daemon's machine)",
+        "`/sao/render <set> <ready> <total>` as pads become ready, then `/sao/loaded <set> <pads> <banks>`",
+        "bad_set (with file:line: reason), no_file",
+        "Load a set: a broken file is rejected and the running set stays; every pad is pre-rendered, "
+        "then the new set replaces the old one.",
+    ),
+    Row(
         "/sao/cancel",
         "`<id>` or `all`",
         "`/sao/cancelled <id> <count>`; each cancelled request gets `/sao/error <id> cancelled ...`",
@@ -60,9 +107,10 @@ PROTOCOL: tuple[Row, ...] = (
     Row(
         "/sao/status",
         "",
-        "`/sao/status <ready 0|1> <queued> <running> <clips> <cache_mb> <worker_pid>`",
+        "`/sao/status <ready 0|1> <queued> <running> <clips> <cache_mb> <worker_pid> <audio 0|1> <voices> "
+        "<underruns> <callback_errors> <bpm> <set> <bank>`",
         "",
-        "Queue, cache and worker state.",
+        'Queue, cache, worker and player state (`audio` 0: no audio device, export only; `set` "" when none).',
     ),
     Row("/sao/ping", "`[atoms ...]`", "`/sao/pong [atoms ...]` (the same atoms)", "", "Liveness check."),
     Row(
@@ -77,7 +125,8 @@ PROTOCOL: tuple[Row, ...] = (
         "`<value>`",
         "`/sao/value <param> <value>`",
         "unknown_param, bad_value",
-        "Change a setting until the daemon stops: bpm, steps, cfg, sampler, export, export_format.",
+        "Change a setting until the daemon stops: bpm, steps, cfg, sampler, export, export_format, "
+        "quantize (beat, bar, off), tempo_source (fixed, midi, link), master_db (-60..6), bank (0-based).",
     ),
     Row("/sao/get/<param>", "", "`/sao/value <param> <value>`", "unknown_param", "Read a setting."),
     Row(
@@ -101,11 +150,16 @@ ANNOUNCEMENTS = (
     ("/sao/startup", "the daemon has started and is loading the model"),
     ("/sao/ready <0|1> <model>", "1: the model is loaded and requests are served; 0: the worker is restarting or "
      "the daemon is stopping"),
+    ("/sao/render <set> <ready> <total>", "pre-rendering a set: `ready` of `total` pad takes are in the cache"),
+    ("/sao/loaded <set> <pads> <banks>", "the set is loaded and every pad is ready"),
+    ("/sao/fallback <pad<n>> <seed>", "a pad's wanted take was not ready; the nearest ready take (seed) played"),
+    ("/sao/tempo <bpm> <source>", "the tempo changed (source fixed, midi or link)"),
 )  # fmt: skip
 
 # Replies that end an exchange (`sao-live send --wait` stops on them).
 FINAL_REPLIES = ("/sao/done", "/sao/error", "/sao/pong", "/sao/status", "/sao/value", "/sao/info/end",
-                 "/sao/cancelled", "/sao/ready")  # fmt: skip
+                 "/sao/cancelled", "/sao/ready", "/sao/playing", "/sao/stopped",
+                 "/sao/loaded")  # fmt: skip
 
 ERRORS = {
     "bad_osc": "the datagram is not OSC",
@@ -144,6 +198,15 @@ ERRORS = {
     "bad_port": "port not a whole number in [0, 65535]",
     "unknown_param": "no such setting",
     "bad_value": "the value does not fit the setting",
+    "bad_gain": "gain not a number in [0, 4]",
+    "bad_velocity": "velocity not a number in [0, 127]",
+    "unknown_pad": "no such pad in the current bank of the loaded set",
+    "not_rendered": "the pad has no ready take yet (it is being rendered)",
+    "no_set": "no set is loaded",
+    "no_audio": "the daemon runs without an audio device (export only)",
+    "bad_set": "the set file is broken (the message names file, line and reason); the running set stays",
+    "no_file": "the set file does not exist",
+    "not_implemented": "the address is known but not served by this build",
     "internal": "a bug in sao-live (logged with its traceback)",
 }
 

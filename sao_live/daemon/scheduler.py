@@ -30,6 +30,7 @@ class Requester:
     id: int | str
     priority: int = 0
     export: str | None = None  # an EXPORT_FORMATS key, or None for no export
+    play: int = 0  # when done: 0 only reply, 1 play once (/sao/trigger), 2 play looped (/sao/loop)
 
 
 @dataclass(eq=False)

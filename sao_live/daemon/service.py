@@ -37,6 +37,8 @@ class ClipService:
         self.accepting = True
         self.params = LiveParams(s)
         self._ids = itertools.count(1)
+        self._internal = itertools.count(1)
+        self._waiters: dict[str, asyncio.Future] = {}  # internal requests (host ""): id -> future
         self._worker_job: int | None = None  # the id the worker knows the running job by
         self.wake = asyncio.Event()
         self.idle = asyncio.Event()
@@ -44,7 +46,18 @@ class ClipService:
 
     # ------------------------------------------------------------ intake
 
-    def submit(self, ctx: Context, request: Request, trigger: bool) -> None:
+    def obtain(self, request: Request) -> asyncio.Future:
+        """An internal request (a set's pre-render or refill): a future for its Clip, or its RequestError."""
+        if self.model is None:
+            raise RequestError("not_ready", "the model is still loading; wait for /sao/ready 1")
+        request = request.resolved(self.model, self.params.values)
+        future = asyncio.get_running_loop().create_future()
+        rid = f"internal:{next(self._internal)}"
+        self._waiters[rid] = future
+        self.d.spawn(self._serve(request, Requester("", 0, rid, request.priority, None), False))
+        return future
+
+    def submit(self, ctx: Context, request: Request, trigger: bool, play: int = 0) -> None:
         if not self.accepting:
             raise RequestError("shutting_down", "the daemon is stopping and takes no new requests")
         if self.model is None:
@@ -52,7 +65,7 @@ class ClipService:
         request = request.resolved(self.model, self.params.values)
         fmt = self._export_format(request)
         host, port = self.d.reply_target(ctx.host, ctx.port)
-        requester = Requester(host, port, ctx.id, request.priority, fmt)
+        requester = Requester(host, port, ctx.id, request.priority, fmt, play or int(trigger))
         if request.variations == 1:
             self.d.spawn(self._serve(request, requester, trigger))
             return
@@ -137,9 +150,20 @@ class ClipService:
     # ------------------------------------------------------------ output
 
     def error(self, r: Requester, code: str, message: str) -> None:
+        if not r.host:
+            future = self._waiters.pop(r.id, None)
+            if future is not None and not future.done():
+                future.set_exception(RequestError(code, message))
+            return
         self.d.send((r.host, r.port), "/sao/error", r.id, code, message[:300])
 
     async def _deliver(self, clip: Clip, r: Requester, cached: bool) -> None:
+        if not r.host:
+            future = self._waiters.pop(r.id, None)
+            if future is not None and not future.done():
+                future.set_result(clip)
+            return
+        self.d.live.clip_done(r, clip)  # remembered for /sao/play <id>; played now for a trigger
         path = clip.path
         if r.export is not None:
             try:
@@ -183,6 +207,8 @@ class ClipService:
                 q = job.request
                 params = dict(prompt=q.prompt, seconds=q.seconds, seed=q.seed, steps=q.steps, cfg_scale=q.cfg,
                               sampler=q.sampler, negative_prompt=q.negative or None)  # fmt: skip
+                if q.bars is not None:  # a loop: exact length from bars and bpm, seam crossfaded
+                    params["loop_seconds"] = q.bars * 240.0 / q.bpm
                 path = self.d.store.clip_path(job.key)
                 log.info("job %d: %r, %g s, seed %d (attempt %d)", self._worker_job, q.prompt[:60], q.seconds,
                          q.seed, job.attempts)  # fmt: skip
@@ -286,7 +312,7 @@ class ClipService:
         clips, size = await self.d.io(self.d.store.stats)
         running = int(self.sched.running is not None)
         self.d.reply(ctx, "/sao/status", int(self.d.worker_ready), len(self.sched), running, clips,
-                     round(size / 2**20, 3), self.d.worker.pid or 0)  # fmt: skip
+                     round(size / 2**20, 3), self.d.worker.pid or 0, *self.d.live.status())  # fmt: skip
 
 
 def _export_clip(*args):

@@ -59,12 +59,23 @@ class Settings:
     shutdown_timeout: float = 10.0  # how long a running job may finish on SIGINT/SIGTERM
     worker_nice: int = 5  # the worker yields the CPU to the control plane (and the player)
     retries: int = 1  # a job whose worker dies is retried this often, then reported
+    # the live side (docs/player.md)
+    audio_device: str | None = None  # index, or a substring of a device or host API name; "none": no sound
+    audio_blocksize: int = 0  # frames per callback; 0: the device's choice (JACK: its period)
+    voices: int = 32  # mixer voices
+    master_db: float = -6.0  # gain on the sum before the limiter (headroom for many voices)
+    velocity_curve: float = 1.5  # gain = (velocity / 127) ** velocity_curve
+    midi_in: str | None = None  # None: a virtual input port "sao-live"; a name: that existing port; "none": off
+    midi_api: str | None = None  # rtmidi API, e.g. UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM
+    set_file: Path | None = None  # a set to pre-render and load before /sao/ready
+    quantize: str = "off"  # off, beat, bar: when launches start
+    tempo_source: str = "fixed"  # fixed, midi (clock), link (Ableton Link, needs aalink)
 
     def __post_init__(self):
         put = object.__setattr__
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("cache_dir", "export_dir") and value is not None:
+            if f.name in ("cache_dir", "export_dir", "set_file") and value is not None:
                 put(self, f.name, Path(value).expanduser())
         for name in ("osc_port", "reply_port"):
             port = getattr(self, name)
@@ -86,6 +97,18 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.export_format not in EXPORT_FORMATS:
             raise SettingsError(f"export_format must be one of {', '.join(EXPORT_FORMATS)}, got {self.export_format!r}")
+        if self.quantize not in ("off", "beat", "bar"):
+            raise SettingsError(f"quantize must be off, beat or bar, got {self.quantize!r}")
+        if self.tempo_source not in ("fixed", "midi", "link"):
+            raise SettingsError(f"tempo_source must be fixed, midi or link, got {self.tempo_source!r}")
+        if not isinstance(self.voices, int) or not 1 <= self.voices <= 256:
+            raise SettingsError(f"voices must be a whole number in [1, 256], got {self.voices!r}")
+        if not isinstance(self.audio_blocksize, int) or not 0 <= self.audio_blocksize <= 8192:
+            raise SettingsError(f"audio_blocksize must be a whole number in [0, 8192], got {self.audio_blocksize!r}")
+        for name, lo, hi in (("master_db", -60, 6), ("velocity_curve", 0.1, 4)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise SettingsError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
         if self.numerics not in ("fast", "reference"):
             raise SettingsError(f"numerics must be 'fast' or 'reference', got {self.numerics!r}")
 

@@ -77,12 +77,24 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
             raise Cancelled(f"job {job_id} cancelled")
         send(("progress", job_id, done, total))
 
+    params = dict(params)
+    loop_seconds = params.pop("loop_seconds", None)
+    if loop_seconds:  # a little past the loop's end, for the seam's crossfade (live/loops.py)
+        from ..live.loops import XFADE_SECONDS
+
+        params["seconds"] = min(pipe.cfg.window_seconds, loop_seconds + XFADE_SECONDS)
     result = pipe.generate(progress=progress, **params)
+    audio = result.audio
+    if loop_seconds:
+        from ..live.loops import XFADE_SECONDS, cut_loop
+
+        sr = result.sample_rate
+        audio = cut_loop(audio, round(loop_seconds * sr), round(XFADE_SECONDS * sr))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_audio(out, result.audio, result.sample_rate, "wav", "32f")
+    write_audio(out, audio, result.sample_rate, "wav", "32f")
     info = dict(bytes=out.stat().st_size, sha256=file_sha256(out), seed=result.seed,
-                seconds=result.audio.shape[1] / result.sample_rate, sample_rate=result.sample_rate)  # fmt: skip
+                seconds=audio.shape[1] / result.sample_rate, sample_rate=result.sample_rate)  # fmt: skip
     send(("done", job_id, info))
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from sao_live.daemon import protocol
-from sao_live.daemon.osc import HANDLERS, PREFIX_HANDLERS
+from sao_live.daemon.osc import HANDLERS, PREFIX_ARGS, PREFIX_HANDLERS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "osc.md"
 
@@ -19,7 +19,7 @@ def test_docs_table_is_generated_from_the_protocol():
 
 def test_every_documented_address_has_a_handler_and_back():
     documented = {r.address for r in protocol.PROTOCOL if r.address.startswith("/")}
-    served = set(HANDLERS) | {p + "<param>" for p in PREFIX_HANDLERS}
+    served = set(HANDLERS) | {p + PREFIX_ARGS[p] for p in PREFIX_HANDLERS}
     assert documented == served
 
 

@@ -1,0 +1,60 @@
+"""`sao-live render FILE`: pre-render every pad of a set into the clip cache, for a later show.
+
+It runs the daemon's own parts (worker, scheduler, cache) without sound or MIDI, on a free
+local OSC port, so `sao-live serve --set FILE` later finds every take in the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from pathlib import Path
+
+from .generate import add_model_arguments
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("render", help="pre-render every pad of a set file into the cache")
+    p.add_argument("set_file", type=Path, help="the set file (TOML, docs/sets.md)")
+    add_model_arguments(p)
+    p.set_defaults(model=None, numerics=None)
+    p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
+    p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
+    return p
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(args) -> int:
+    from ..daemon.daemon import Daemon
+    from ..daemon.settings import Settings
+    from ..live.sets import load_set
+
+    live = load_set(args.set_file)  # a broken file stops here, with its line
+    settings = Settings.load(args.config, model=args.model or live.model, text_encoder=args.text_encoder,
+                             device=args.device, numerics=args.numerics, cache_dir=args.cache_dir,
+                             host="127.0.0.1", osc_port=_free_port(), reply_port=_free_port(),
+                             audio_device="none", midi_in="none", export_dir=None)  # fmt: skip
+
+    def progress(ready: int, total: int) -> None:
+        print(f"\rrendering {live.name}: {ready}/{total} takes", end="" if ready < total else "\n", flush=True)
+
+    async def main() -> None:
+        d = Daemon(settings)
+        d._exit = asyncio.Event()
+        d._force_exit = asyncio.Event()
+        try:
+            await d.startup()
+            await d.live.load_set(args.set_file, progress)
+        finally:
+            await d.shutdown()
+
+    asyncio.run(main())
+    print(f"{live.name}: every pad is in the cache ({settings.cache_dir})", file=sys.stderr)
+    return 0

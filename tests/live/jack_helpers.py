@@ -1,0 +1,109 @@
+"""A private JACK server on its dummy backend, and a JACK client that records what the daemon plays.
+
+The server is jackd2 (`-d dummy`, no sound card needed); the recorder is the JACK-Client
+package (a library others wrote), with input ports connected to PortAudio's outputs. Its
+process callback copies each period into one preallocated buffer; tests mark a position,
+act, and wait for frames after the mark.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import numpy as np
+
+RATE = 48000
+PERIOD = 256
+
+
+class JackServer:
+    def __init__(self, name: str):
+        self.name = name
+        os.environ["JACK_DEFAULT_SERVER"] = name  # every client of this session follows it
+        os.environ["JACK_NO_START_SERVER"] = "1"
+        cmd = ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class Recorder:
+    """Records `channels` JACK inputs into a preallocated buffer of `seconds`."""
+
+    def __init__(self, seconds: float = 120.0, channels: int = 2, name: str = "sao-test-rec"):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.rate = self.client.samplerate
+        self.buf = np.zeros((int(seconds * self.rate), channels), np.float32)
+        self.n = 0
+        self.cond = threading.Condition()
+        self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        end = min(self.n + frames, len(self.buf))
+        k = end - self.n
+        for c, port in enumerate(self.ports):
+            self.buf[self.n : end, c] = port.get_array()[:k]
+        self.n = end
+        with self.cond:
+            self.cond.notify_all()
+
+    def connect(self, source_prefix: str = "PortAudio", timeout: float = 10.0) -> list[str]:
+        """Connects the first output ports whose name starts with `source_prefix` (waits for them)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            outs = [p.name for p in self.client.get_ports(is_output=True, is_audio=True)
+                    if p.name.startswith(source_prefix)]  # fmt: skip
+            if outs or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert outs, f"no JACK output port named {source_prefix}*: {[p.name for p in self.client.get_ports()]}"
+        for src, dst in zip(outs, self.ports, strict=False):
+            self.client.connect(src, dst)
+        return outs
+
+    def mark(self) -> int:
+        return self.n
+
+    def wait(self, frames_after: int, mark: int, timeout: float = 20.0) -> np.ndarray:
+        """The recording from `mark` for `frames_after` frames, once that much has arrived."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.n < mark + frames_after:
+                left = deadline - time.monotonic()
+                assert left > 0, f"recorded only {self.n - mark} of {frames_after} frames"
+                self.cond.wait(left)
+        return self.buf[mark : mark + frames_after].copy()
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def onset(x: np.ndarray, threshold: float = 1e-4) -> int | None:
+    """Index of the first frame whose absolute value passes `threshold`."""
+    hits = np.flatnonzero(np.abs(x).max(axis=1) > threshold)
+    return int(hits[0]) if len(hits) else None
+
+
+def best_lag(recorded: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
+    """(lag, normalised cross-correlation) of `reference` inside `recorded` (mono sums, by FFT)."""
+    a, b = recorded.sum(axis=1), reference.sum(axis=1)
+    n = len(a) + len(b)
+    corr = np.fft.irfft(np.fft.rfft(a, n) * np.conj(np.fft.rfft(b, n)), n)[: len(a) - len(b) + 1]
+    lag = int(np.argmax(corr))
+    seg = a[lag : lag + len(b)]
+    return lag, float(corr[lag] / (np.linalg.norm(seg) * np.linalg.norm(b) + 1e-12))

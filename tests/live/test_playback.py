@@ -1,0 +1,187 @@
+"""The daemon plays into a JACK server (dummy backend) and a JACK client records it (real parts)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from sao_live.live.sets import SetError, load_set
+
+from .jack_helpers import best_lag, onset
+
+RATE = 48000
+
+
+def clip_of(daemon, client, prompt_id, seconds=0.5):
+    """Generates a clip under `prompt_id` and returns it at the JACK rate, (frames, 2)."""
+    addr, args = client.request("/sao/gen", prompt_id, f"clip {prompt_id}", seconds, "steps", 2, "export", 0)
+    assert addr == "/sao/done", args
+    audio, sr = sf.read(args[1], dtype="float32", always_2d=True)
+    time.sleep(0)  # the take is prepared on the daemon's thread right after /sao/done
+    return soxr.resample(audio, sr, RATE, quality="HQ")
+
+
+def play_and_record(client, recorder, address, *args, frames=RATE):
+    mark = recorder.mark()
+    client.send(address, *args)
+    reply = client.wait_for("/sao/playing", timeout=10)
+    return reply, recorder.wait(frames, mark)
+
+
+def test_played_clip_is_the_clip(live_daemon, live, recorder):
+    ref = clip_of(live_daemon, live, "c1")
+    gain = float(0.5 / np.abs(ref).max())  # below the limiter's ceiling: the mix is linear
+    for _ in range(50):  # the take is loaded a moment after /sao/done
+        live.send("/sao/play", "c1", gain)
+        addr, args = live.wait_reply("c1", ("/sao/playing", "/sao/error"), timeout=10)
+        if addr == "/sao/playing":
+            break
+        time.sleep(0.02)
+    live.send("/sao/stop", "all")
+    time.sleep(0.05)
+    reply, rec = play_and_record(live, recorder, "/sao/play", "c1", float(gain))
+    lag, corr = best_lag(rec, ref)
+    assert corr > 0.99, corr
+    np.testing.assert_allclose(rec[lag : lag + len(ref)], gain * ref, atol=2e-3)
+
+
+def test_polyphony_sums(live_daemon, live, recorder):
+    ref = clip_of(live_daemon, live, "c2")
+    gain = float(0.2 / np.abs(ref).max())
+    live.send("/sao/play", "c2", float(gain))
+    live.wait_reply("c2", ("/sao/playing", "/sao/error"))
+    live.send("/sao/stop", "all")
+    time.sleep(0.05)
+    mark = recorder.mark()
+    live.send("/sao/play", "c2", float(gain))
+    live.send("/sao/play", "c2", float(gain))
+    for _ in range(2):
+        assert live.wait_reply("c2", ("/sao/playing", "/sao/error"))[0] == "/sao/playing"
+    rec = recorder.wait(RATE, mark)
+    lag, corr = best_lag(rec, ref)
+    # both in the same period: twice the clip; else the two copies are distinct
+    peak = np.abs(rec).max()
+    assert corr > 0.7 and peak > 1.2 * gain * np.abs(ref).max(), (corr, peak)
+
+
+def test_choke_stops_the_other_voice_with_a_fade(live, recorder):
+    _, rec = play_and_record(
+        live, recorder, "/sao/play", "pad3", 0.001, frames=RATE // 2
+    )  # open hat (2 s, choke 1); the tiny model peaks near 300
+    level = np.abs(rec[-RATE // 10 :]).max()
+    assert level > 0.005
+    mark = recorder.mark()
+    live.send("/sao/play", "pad2", 0.0)  # closed hat, same group, silent: what is left is the open hat's fade
+    live.wait_for("/sao/playing", timeout=10)
+    rec = recorder.wait(RATE // 2, mark)
+    end = len(rec) - onset(rec[::-1], 1e-6)
+    assert end < RATE // 4  # the 2 s open hat is gone
+    fade = rec[max(0, end - 480) : end]  # 10 ms at 48 kHz
+    assert np.abs(fade[:96]).max() > 0.3 * level  # still loud as the fade begins ...
+    assert np.abs(fade[-48:]).max() < 0.15 * level  # ... and near silence at its end: no cut
+
+
+def test_loop_seam_has_no_click(live, recorder):
+    reply, rec = play_and_record(live, recorder, "/sao/play", "pad5", 0.001, frames=3 * RATE)  # 1 bar at 120: 2 s
+    live.send("/sao/stop", "pad5")
+    start = onset(rec)
+    assert start is not None
+    loop = rec[start : start + 2 * RATE]
+    again = rec[start + 2 * RATE : start + 2 * RATE + RATE // 2]
+    np.testing.assert_allclose(again, loop[: len(again)], atol=1e-5)  # repeats exactly, 96000 frames later
+    seam = np.abs(rec[start + 2 * RATE] - rec[start + 2 * RATE - 1]).max()
+    typical = np.percentile(np.abs(np.diff(loop, axis=0)), 99.9)
+    assert seam <= typical, (seam, typical)
+
+
+def test_status_reports_the_player(live):
+    live.send("/sao/status")
+    status = live.wait_for("/sao/status", timeout=10)
+    audio, voices, underruns, errors, bpm, set_name, bank = status[6:]
+    assert audio == 1 and errors == 0 and set_name == "test-set" and bpm == 120.0 and bank == 0
+    assert underruns >= 0  # counted; the benchmark measures them under load
+
+
+def test_unknown_pad_and_bank_switch(live):
+    live.send("/sao/pad/9", 1.0)
+    assert live.wait_for("/sao/error", timeout=10)[1] == "unknown_pad"
+    live.send("/sao/bank", 1)
+    assert live.wait_for("/sao/value", timeout=10) == ("bank", 1)
+    live.send("/sao/pad/1", 1.0)
+    assert live.wait_for("/sao/playing", timeout=10)[0] == "pad1"
+    live.send("/sao/bank", 0)
+    live.wait_for("/sao/value", timeout=10)
+
+
+def test_pool_plays_a_new_take_then_the_nearest(live):
+    seeds = []
+    for _ in range(3):
+        live.send("/sao/pad/6", 1.0)
+        seeds.append(live.wait_for("/sao/playing", timeout=10))
+    assert seeds[0][2] != seeds[1][2]  # two variations: two different takes
+    assert {s[3] for s in seeds} <= {0, 1}
+
+
+def test_broken_set_is_rejected_with_its_line_and_the_running_one_stays(live_daemon, live, tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text(live_daemon.set_file.read_text().replace('mode = "gate"', 'mode = "gait"'))
+    with pytest.raises(SetError):
+        load_set(broken)
+    line = next(i for i, t in enumerate(broken.read_text().splitlines(), 1) if "gait" in t)
+    live.send("/sao/load", str(broken))
+    err = live.wait_for("/sao/error", timeout=10)
+    assert err[1] == "bad_set" and f"broken.toml:{line}:" in err[2] and "gait" in err[2]
+    live.send("/sao/status")
+    assert live.wait_for("/sao/status", timeout=10)[11] == "test-set"
+
+
+@pytest.mark.skipif(shutil.which("jack_midiseq") is None, reason="jackd2's jack_midiseq is missing")
+def test_midi_notes_from_jack_midiseq_play_pads(live, recorder):
+    # jack_midiseq NAME LOOP_FRAMES START NOTE LENGTH: note 36 (pad 1) at the start of every 0.5 s
+    seq = subprocess.Popen(["jack_midiseq", "sao-test-seq", str(RATE // 2), "0", "36", "2400"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        live.send("/sao/stop", "all")
+        time.sleep(0.1)
+        silent = recorder.wait(RATE // 4, recorder.mark())
+        for _ in range(100):
+            if (
+                subprocess.run(
+                    ["jack_connect", "sao-test-seq:out", "sao-live:sao-live"], capture_output=True
+                ).returncode
+                == 0
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("could not connect jack_midiseq to sao-live")
+        rec = recorder.wait(RATE, recorder.mark())
+        assert np.abs(silent).max() < 1e-4 and np.abs(rec).max() > 0.01
+    finally:
+        seq.terminate()
+        seq.wait(5)
+
+
+def test_midi_from_a_second_rtmidi_client(live, recorder):
+    import mido
+
+    backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+    names = [n for n in backend.get_output_names() if n.startswith("sao-live")]
+    assert names, backend.get_output_names()
+    with backend.open_output(names[0]) as out:
+        live.send("/sao/stop", "all")
+        time.sleep(0.1)
+        mark = recorder.mark()
+        out.send(mido.Message("note_on", note=39, velocity=100))  # pad 4: gate
+        held = recorder.wait(RATE // 2, mark)
+        out.send(mido.Message("note_off", note=39))
+        time.sleep(0.2)
+        after = recorder.wait(RATE // 4, recorder.mark())
+    assert np.abs(held).max() > 0.01
+    assert np.abs(after).max() < 1e-4  # the gate voice ended on note-off (2.5 s clip)

@@ -58,6 +58,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--hits", type=int, default=30)
+    ap.add_argument("--model", default=None, help="model for the daemon (default: the tiny one); a published-size "
+                    "folder makes the worker's load realistic")  # fmt: skip
+    ap.add_argument("--text-encoder", default=None, help="text encoder for --model")
+    ap.add_argument("--idle", action="store_true", help="underrun baseline: the voices play, the worker rests")
     args = ap.parse_args()
     from sao_live.engine.tiny import build_tiny_text_encoder
 
@@ -65,7 +69,9 @@ def main() -> None:
     t5 = build_tiny_text_encoder(root / "t5")
     server = JackServer(f"saobench{os.getpid()}")
     (root / "loops.toml").write_text(LOOPS)
-    daemon = DaemonProcess(root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0))
+    extra = ("--model", args.model, "--text-encoder", args.text_encoder or str(t5)) if args.model else ()
+    daemon = DaemonProcess(root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0),
+                           args=extra)  # fmt: skip
     try:
         t0 = time.monotonic()
         daemon.start(timeout=180)
@@ -117,6 +123,8 @@ def main() -> None:
         st0 = c.wait_for("/sao/status")
         t_end = time.monotonic() + args.seconds
         jobs = 0
+        while args.idle and time.monotonic() < t_end:
+            time.sleep(0.1)
         while time.monotonic() < t_end:
             c.send("/sao/gen", f"g{jobs}", "background job", 2.9, "steps", 8, "export", 0)
             c.wait_reply(f"g{jobs}", timeout=120)

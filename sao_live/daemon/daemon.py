@@ -163,7 +163,7 @@ class Daemon:
         info = await self._wait_ready(s.ready_timeout)
         self.service.model = info
         self.service.resume(await self.io(self.store.journal))
-        self._loops += [self.spawn(self.service.run()), self.spawn(self._heartbeat())]
+        self._loops += [self.spawn(self.service.run()), self.spawn(self._heartbeat()), self.spawn(self.live.watch())]
         if s.set_file is not None:
             log.info("pre-rendering the set %s before ready", s.set_file)
             try:
@@ -176,7 +176,7 @@ class Daemon:
     def _start_worker(self) -> None:
         s = self.settings
         spec = dict(model=s.model, text_encoder=s.text_encoder, device=s.device, numerics=s.numerics,
-                    nice=s.worker_nice, log_level=logging.getLogger().level)  # fmt: skip
+                    nice=s.worker_nice, threads=s.worker_threads, log_level=logging.getLogger().level)  # fmt: skip
         self._ready = asyncio.get_running_loop().create_future()
         self._last_pong = time.monotonic()
         self.worker = Worker(spec, self._on_worker_event, asyncio.get_running_loop())

@@ -108,9 +108,10 @@ PROTOCOL: tuple[Row, ...] = (
         "/sao/status",
         "",
         "`/sao/status <ready 0|1> <queued> <running> <clips> <cache_mb> <worker_pid> <audio 0|1> <voices> "
-        "<underruns> <callback_errors> <bpm> <set> <bank>`",
+        "<underruns> <callback_errors> <bpm> <set> <bank> <stolen>`",
         "",
-        'Queue, cache, worker and player state (`audio` 0: no audio device, export only; `set` "" when none).',
+        'Queue, cache, worker and player state (`audio` 0: no audio device, export only; `set` "" when none; '
+        "`stolen`: voices cut because every voice was busy).",
     ),
     Row("/sao/ping", "`[atoms ...]`", "`/sao/pong [atoms ...]` (the same atoms)", "", "Liveness check."),
     Row(

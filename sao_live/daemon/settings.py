@@ -57,7 +57,8 @@ class Settings:
     heartbeat_timeout: float = 30.0  # a worker silent this long is killed and restarted
     ready_timeout: float = 900.0  # the longest a model may take to load (downloads included)
     shutdown_timeout: float = 10.0  # how long a running job may finish on SIGINT/SIGTERM
-    worker_nice: int = 5  # the worker yields the CPU to the control plane (and the player)
+    worker_nice: int = 10  # the worker yields the CPU to the control plane (and the player)
+    worker_threads: int = 0  # torch threads in the worker; 0: every core but one (at least 1), for the player
     retries: int = 1  # a job whose worker dies is retried this often, then reported
     # the live side (docs/player.md)
     audio_device: str | None = None  # index, or a substring of a device or host API name; "none": no sound
@@ -81,7 +82,7 @@ class Settings:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a port number in [1, 65535], got {port!r}")
-        for name in ("cache_max_mb", "queue_size", "retries", "worker_nice"):
+        for name in ("cache_max_mb", "queue_size", "retries", "worker_nice", "worker_threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
         for name in ("model", "host"):

@@ -64,6 +64,7 @@ class Stage:
         self.tempo = Tempo(s.bpm, 48000, self._frame_clock, s.tempo_source if s.tempo_source != "link" else "fixed")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sao-prepare")
         self._loading = False
+        self.stolen = 0  # voices cut short because every voice was busy (the mixer's "stolen" events)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -98,6 +99,29 @@ class Stage:
         except ImportError:
             log.warning("tempo_source link needs the optional aalink package (pip install sao-live[link]); fixed tempo")
 
+    async def watch(self, interval: float = 0.1) -> None:
+        """The player's and tempo's control side: drains the mixer's events and follows Link's tempo."""
+        while True:
+            await asyncio.sleep(interval)
+            self.drain_events()
+            bpm = self.tempo.poll_link()
+            if bpm is not None:
+                self.d.service.params.values["bpm"] = round(bpm, 2)
+                self.d.announce("/sao/tempo", round(bpm, 2), "link")
+
+    def drain_events(self) -> None:
+        """Empties the mixer's event deque (the callback appends, only this pops); counts stolen voices."""
+        m = self.player.mixer if self.player else None
+        if m is None:
+            return
+        stolen = 0
+        while m.events:
+            kind, _voice, _what = m.events.popleft()
+            stolen += kind == "stolen"
+        if stolen:
+            self.stolen += stolen
+            log.warning("%d voice(s) stolen: all %d voices were busy", stolen, m.voices)
+
     def close(self) -> None:
         if self.midi is not None:
             self.midi.close()
@@ -112,7 +136,7 @@ class Stage:
     def status(self) -> tuple:
         m = self.player.mixer if self.player else None
         return (int(m is not None), m.voices_playing() if m else 0, m.underruns if m else 0, m.errors if m else 0,
-                round(self.tempo.bpm, 3), self.set.name if self.set else "", self.bank)  # fmt: skip
+                round(self.tempo.bpm, 3), self.set.name if self.set else "", self.bank, self.stolen)  # fmt: skip
 
     # ------------------------------------------------------------ clips by request id
 

@@ -131,7 +131,9 @@ class Client(Collector):
 class DaemonProcess:
     """`python -m sao_live.cli serve` with the tiny model on free ports and its own folders."""
 
-    def __init__(self, root: Path, text_encoder: Path, config: dict | None = None, export: bool = True):
+    def __init__(self, root: Path, text_encoder: Path, config: dict | None = None, export: bool = True,
+                 args: tuple[str, ...] = ()):  # fmt: skip
+        self.args = tuple(args)  # more `serve` flags
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.osc_port, self.reply_port = free_port(), free_port()
@@ -152,6 +154,7 @@ class DaemonProcess:
                "--config", str(self.config)]  # fmt: skip
         if self.export_dir is not None:
             cmd += ["--export-dir", str(self.export_dir)]
+        cmd += self.args
         env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CONFIG_HOME=str(self.root / "xdg-config"),
                    XDG_CACHE_HOME=str(self.root / "xdg-cache"), PYTHONUNBUFFERED="1")  # fmt: skip
         listener = Collector(self.reply_port)

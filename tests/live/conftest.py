@@ -16,6 +16,10 @@ bpm = 120
 [defaults]
 seconds = 0.5
 steps = 2
+[cc]
+20 = "regenerate"
+21 = "next_variation"
+22 = "stop_all"
 [[banks]]
 name = "a"
 [[banks.pads]]

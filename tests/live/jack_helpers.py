@@ -24,7 +24,10 @@ class JackServer:
         self.name = name
         os.environ["JACK_DEFAULT_SERVER"] = name  # every client of this session follows it
         os.environ["JACK_NO_START_SERVER"] = "1"
-        cmd = ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
+        # Tests run jackd without realtime scheduling (it works anywhere); SAO_JACK_REALTIME=1 asks
+        # for SCHED_FIFO as a real setup would (root or rtprio limits needed), for the benchmarks.
+        realtime = ["--realtime"] if os.environ.get("SAO_JACK_REALTIME") == "1" else ["--no-realtime"]
+        cmd = ["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
 

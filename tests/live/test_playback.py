@@ -103,7 +103,7 @@ def test_loop_seam_has_no_click(live, recorder):
 def test_status_reports_the_player(live):
     live.send("/sao/status")
     status = live.wait_for("/sao/status", timeout=10)
-    audio, voices, underruns, errors, bpm, set_name, bank = status[6:]
+    audio, voices, underruns, errors, bpm, set_name, bank, stolen = status[6:]
     assert audio == 1 and errors == 0 and set_name == "test-set" and bpm == 120.0 and bank == 0
     assert underruns >= 0  # counted; the benchmark measures them under load
 

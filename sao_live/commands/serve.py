@@ -49,6 +49,7 @@ def run(args) -> int:
         text_encoder=args.text_encoder,
         device=args.device,
         numerics=args.numerics,
+        int8=args.int8,
         host=args.host,
         osc_port=args.osc_port,
         reply_port=args.reply_port,

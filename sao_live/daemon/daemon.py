@@ -175,7 +175,7 @@ class Daemon:
 
     def _start_worker(self) -> None:
         s = self.settings
-        spec = dict(model=s.model, text_encoder=s.text_encoder, device=s.device, numerics=s.numerics,
+        spec = dict(model=s.model, text_encoder=s.text_encoder, device=s.device, numerics=s.numerics, int8=s.int8,
                     nice=s.worker_nice, threads=s.worker_threads, log_level=logging.getLogger().level)  # fmt: skip
         self._ready = asyncio.get_running_loop().create_future()
         self._last_pong = time.monotonic()

@@ -43,6 +43,7 @@ class Settings:
     text_encoder: str | None = None
     device: str | None = None
     numerics: str = "fast"
+    int8: bool | None = None  # int8 DiT linears (fast mode, CPU); None: on there (docs/engine.md)
     host: str = "127.0.0.1"  # OSC listen address; 0.0.0.0 to accept other machines
     osc_port: int = 9321
     reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
@@ -88,6 +89,8 @@ class Settings:
         for name in ("model", "host"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise SettingsError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.int8 is not None and not isinstance(self.int8, bool):
+            raise SettingsError(f"int8 must be true or false, got {self.int8!r}")
         if not isinstance(self.export, bool):
             raise SettingsError(f"export must be true or false, got {self.export!r}")
         if self.queue_size < 1:

@@ -61,7 +61,8 @@ def _model_info(spec: dict, pipe) -> dict:
     cfg = pipe.cfg
     d = DEFAULTS[cfg.objective]
     samplers = sampling.RF_SAMPLERS if cfg.objective == "rf" else sampling.V_SAMPLERS
-    fp = fingerprint(spec["model"], spec["text_encoder"], spec["numerics"], pipe.device.type, cfg.raw)
+    numerics = spec["numerics"] + ("+int8" if pipe.int8 else "")  # int8 changes the audio
+    fp = fingerprint(spec["model"], spec["text_encoder"], numerics, pipe.device.type, cfg.raw)
     return dict(name=str(spec["model"]), fingerprint=fp, window_seconds=cfg.window_seconds,
                 sample_rate=cfg.sample_rate, objective=cfg.objective, steps=d["steps"], cfg=d["cfg_scale"],
                 sampler=d["sampler"], samplers=list(samplers))  # fmt: skip
@@ -135,7 +136,7 @@ def _worker_main(conn, spec: dict) -> None:
     from ..errors import Cancelled, SaoLiveError
 
     try:
-        pipe = load_pipeline(spec["model"], spec["text_encoder"], spec["device"], spec["numerics"])
+        pipe = load_pipeline(spec["model"], spec["text_encoder"], spec["device"], spec["numerics"], spec.get("int8"))
         send(("ready", _model_info(spec, pipe)))
     except SaoLiveError as err:
         send(("fatal", err.code, str(err)))

@@ -64,7 +64,8 @@ def test_every_setting_is_documented():
 
 
 @pytest.mark.parametrize(("text", "phrase"), [("export = 1\n", "export must be true or false"),
-                                              ('model = ""\n', "model must be a non-empty string")])  # fmt: skip
+                                              ('model = ""\n', "model must be a non-empty string"),
+                                              ('int8 = "yes"\n', "int8 must be true or false")])  # fmt: skip
 def test_setting_types(tmp_path, text, phrase):
     config = tmp_path / "config.toml"
     config.write_text(text)
@@ -92,3 +93,24 @@ def test_live_params_check_values_like_requests():
     with pytest.raises(RequestError, match="no setting 'volume'") as err:
         params.get("volume", model)
     assert err.value.code == "unknown_param"
+
+
+def test_int8_flag_reaches_the_worker(tmp_path, tiny_t5):
+    """`--int8` / `--no-int8` are not only parsed: the same request and seed give other audio."""
+    import soundfile as sf
+
+    from .daemon_helpers import DaemonProcess
+
+    audio = {}
+    for flag in ("--int8", "--no-int8"):
+        daemon = DaemonProcess(tmp_path / flag, tiny_t5, args=(flag,)).start()
+        client = daemon.client()
+        try:
+            kind, args = client.request("/sao/gen", "q", "kick drum", 0.5, "seed", 3, "steps", 2)
+        finally:
+            client.close()
+            daemon.stop()
+        assert kind == "/sao/done", args
+        audio[flag] = sf.read(args[1], dtype="float32")[0]
+    assert audio["--int8"].shape == audio["--no-int8"].shape
+    assert not (audio["--int8"] == audio["--no-int8"]).all()

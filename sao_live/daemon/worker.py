@@ -78,17 +78,15 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
             raise Cancelled(f"job {job_id} cancelled")
         send(("progress", job_id, done, total))
 
+    from ..live.loops import XFADE_SECONDS, cut_loop
+
     params = dict(params)
     loop_seconds = params.pop("loop_seconds", None)
     if loop_seconds:  # a little past the loop's end, for the seam's crossfade (live/loops.py)
-        from ..live.loops import XFADE_SECONDS
-
         params["seconds"] = min(pipe.cfg.window_seconds, loop_seconds + XFADE_SECONDS)
     result = pipe.generate(progress=progress, **params)
     audio = result.audio
     if loop_seconds:
-        from ..live.loops import XFADE_SECONDS, cut_loop
-
         sr = result.sample_rate
         audio = cut_loop(audio, round(loop_seconds * sr), round(XFADE_SECONDS * sr))
     out = Path(path)

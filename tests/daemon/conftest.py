@@ -10,7 +10,10 @@ from .daemon_helpers import DaemonProcess
 @pytest.fixture(scope="session")
 def shared_daemon(tmp_path_factory, tiny_t5):
     """One daemon for the tests that do not stop, kill or reconfigure it."""
-    daemon = DaemonProcess(tmp_path_factory.mktemp("daemon"), tiny_t5).start()
+    # Export only, stated rather than left to the machine: the live suite's JACK server (its name is
+    # in this process's environment) would otherwise be found when that suite happens to run first.
+    config = dict(audio_device="none", midi_in="none")
+    daemon = DaemonProcess(tmp_path_factory.mktemp("daemon"), tiny_t5, config=config).start()
     yield daemon
     code = daemon.stop()
     assert code == 0, f"the daemon exited with {code}:\n{daemon.log()}"

@@ -167,7 +167,7 @@ def test_cancel_running_and_queued(client):
 def test_status_and_info(client):
     client.send("/sao/status")
     ready, queued, running, clips, cache_mb, pid, audio, *_ = client.wait_for("/sao/status")
-    assert audio == 0  # no sound card and no JACK server here: export only
+    assert audio == 0  # audio_device = "none": the daemon runs export-only and says so
     assert ready == 1 and queued >= 0 and running in (0, 1) and clips >= 0 and cache_mb >= 0 and pid > 0
     client.send("/sao/info")
     assert client.wait_for("/sao/info/end") == (protocol.VERSION, len(protocol.PROTOCOL))

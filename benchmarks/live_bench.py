@@ -12,7 +12,9 @@ Run: HF_HUB_OFFLINE=1 python benchmarks/live_bench.py [--seconds 60] [--hits 30]
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -28,6 +30,12 @@ from tests.live.jack_helpers import PERIOD, RATE, JackServer, Recorder  # noqa: 
 LOOPS = "name = 'bench-loops'\nbpm = 120\n[defaults]\nbars = 1\nmode = 'loop'\nsteps = 2\n[[banks]]\n" + "".join(
     f"[[banks.pads]]\nprompt = 'loop number {i}'\n" for i in range(16)
 )
+
+
+def late_clients(log: Path) -> collections.Counter:
+    """How often jackd reported each client late ("client = NAME was not finished")."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return collections.Counter(re.findall(r"client = (.+?) was not finished", text))
 
 
 class TimedRecorder(Recorder):
@@ -67,6 +75,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="sao-live-bench-"))
     t5 = build_tiny_text_encoder(root / "t5")
+    jack_log = Path(os.environ.setdefault("SAO_JACK_LOG", str(root / "jackd.log")))
     server = JackServer(f"saobench{os.getpid()}")
     (root / "loops.toml").write_text(LOOPS)
     extra = ("--model", args.model, "--text-encoder", args.text_encoder or str(t5)) if args.model else ()
@@ -123,6 +132,7 @@ def main() -> None:
             c.send(f"/sao/pad/{n}", 1.0)
         c.send("/sao/status")
         st0 = c.wait_for("/sao/status")
+        late0 = late_clients(jack_log)
         t_end = time.monotonic() + args.seconds
         jobs = 0
         while args.idle and time.monotonic() < t_end:
@@ -135,6 +145,8 @@ def main() -> None:
         st1 = c.wait_for("/sao/status")
         print(f"{args.seconds:.0f} s, {st1[7]} voices playing, {jobs} clips generated meanwhile: "
               f"underruns {st1[8] - st0[8]}, callback errors {st1[9] - st0[9]}")  # fmt: skip
+        late = late_clients(jack_log) - late0
+        print(f"jackd's late-client reports meanwhile: {dict(late) or 'none'} (log: {jack_log})")
         c.close()
     finally:
         daemon.stop()

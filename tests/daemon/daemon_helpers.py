@@ -180,9 +180,14 @@ class DaemonProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def children(self) -> list[int]:
-        """Pids of the daemon's child processes (the worker, multiprocessing's resource tracker)."""
-        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        return [int(p) for p in path.read_text().split()]
+        """Pids of the daemon's child processes (the worker, the audio process, multiprocessing's helpers)."""
+        pids = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():  # a child belongs to the thread that made it
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue  # the thread has ended
+        return pids
 
     def worker_pid(self, client: Client) -> int:
         client.send("/sao/status")

@@ -28,7 +28,10 @@ class JackServer:
         # for SCHED_FIFO as a real setup would (root or rtprio limits needed), for the benchmarks.
         realtime = ["--realtime"] if os.environ.get("SAO_JACK_REALTIME") == "1" else ["--no-realtime"]
         cmd = ["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # SAO_JACK_LOG=FILE keeps the server's messages (its xrun reports name the late client).
+        log = os.environ.get("SAO_JACK_LOG")
+        sink = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the server owns it
+        self.proc = subprocess.Popen(cmd, stdout=sink, stderr=sink)
         subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True, timeout=15)
 
     def stop(self) -> None:

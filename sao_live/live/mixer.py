@@ -2,8 +2,8 @@
 
 Everything here is sized when the stream opens (`Mixer(channels, max_block, voices)`); the
 callback (`render`) only slices and writes into those arrays with `out=`. Commands arrive in
-a `collections.deque` (append and popleft are atomic under the GIL: no lock to wait on) and
-events leave through another; the control plane drains the events on the loop.
+a `collections.deque` (append and popleft are atomic under the GIL: no lock to wait on); what
+the control plane wants to know is in plain counters (`frame`, `underruns`, `stolen`, ...).
 
 Voices: one-shot (plays to the end), loop (wraps, the clip's seam is already crossfaded),
 gate (plays until released, then fades). Stopping or choking a voice fades it linearly over
@@ -57,11 +57,11 @@ class Mixer:
         self.fade = max(1, round(sample_rate * fade_ms / 1000))
         self.release = 1.0 - np.exp(-max_block / (0.1 * sample_rate))  # limiter recovery per block
         self.commands: collections.deque = collections.deque()
-        self.events: collections.deque = collections.deque(maxlen=4096)
         self.frame = 0  # frames rendered so far (the mixer's clock)
         self.errors = 0
         self.underruns = 0
         self.limiting = 0  # blocks in which the limiter reduced the gain
+        self.stolen = 0  # voices cut short by a new one because every voice was busy
         # per-voice state, in plain lists (scalars) and one clip reference each
         self.clip: list[np.ndarray | None] = [None] * voices
         self.pos = [0] * voices
@@ -129,7 +129,7 @@ class Mixer:
                     self.fading[v] = True
         v = cmd.voice
         if self.active[v]:
-            self.events.append(("stolen", v, self.tag[v]))
+            self.stolen += 1
         self.clip[v] = cmd.clip
         self.length[v] = cmd.loop_frames or cmd.clip.shape[0]
         self.pos[v] = 0
@@ -141,15 +141,12 @@ class Mixer:
         self.level[v] = 1.0
         self.fading[v] = False
         self.active[v] = True
-        self.events.append(("queued", v, cmd.tag))
 
     def _voice(self, v: int, mix: np.ndarray, frames: int) -> None:
         offset = self.start[v] - self.frame
         if offset >= frames:
             return  # launches in a later block
         offset = max(offset, 0)
-        if self.pos[v] == 0 and offset >= 0 and not self.fading[v]:
-            self.events.append(("started", v, self.frame + offset))
         clip, length, mode = self.clip[v], self.length[v], self.mode[v]
         n = frames - offset
         done = 0
@@ -188,7 +185,6 @@ class Mixer:
     def _end(self, v: int) -> None:
         self.active[v] = False
         self.clip[v] = None
-        self.events.append(("ended", v, self.tag[v]))
 
     def _master(self, mix: np.ndarray, frames: int) -> None:
         mix *= self.master

@@ -1,47 +1,56 @@
-"""The player: one sounddevice output stream that runs the Mixer, and clips made ready for it.
+"""The player: the control side of the audio output, and clips made ready for it.
 
-`Player.open(device)` picks a device by index or by a substring of its name or host API
-(`JACK`), at that device's default rate, and starts the stream; when there is no device it
-raises `NoAudioDevice` and the daemon carries on without sound (export only). `prepare`
-turns a clip file into what the callback plays: float32 (frames, channels) at the device
-rate, resampled once with soxr (loops cyclically, so the seam stays smooth, and to their
-exact length in device frames). It reads files, so it runs on a worker thread, never in
-the callback. Public methods check state and post commands to the mixer's queue.
+`Player.open(device)` starts the audio process (`audio_process.py`: the sounddevice stream
+and the Mixer, away from this process's GIL) and waits for its stream to run; when there is
+no device it raises `NoAudioDevice` and the daemon carries on without sound (export only).
+`prepare` turns a clip file into what the callback plays: float32 (frames, channels) at the
+device rate, resampled once with soxr (loops cyclically, so the seam stays smooth, and to
+their exact length in device frames), and sends it to the audio process once. It reads
+files, so it runs on a worker thread, never in the callback. Plays and stops are small
+messages; the state the callback publishes each period (frame, underruns, voices) is read
+from shared memory.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
 import logging
-import sys
+import multiprocessing
+import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SaoLiveError
-from .mixer import Mixer, Play, Stop
+from . import audio_process
 
 log = logging.getLogger(__name__)
 LOOP_PAD = 256  # frames of context on each side of a loop when resampling it cyclically
+CHUNK_BYTES = 256 * 1024  # clips travel in chunks so a play never waits behind a long clip
+LAUNCH_MARGIN = audio_process.MAX_BLOCK // 8  # frames ahead of now a quantised start must be
 
 
 class NoAudioDevice(SaoLiveError, RuntimeError):
     code = "no_audio"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Take:
-    """One playable clip: audio at the device rate, and where it came from."""
+    """One playable clip, held by the audio process under `clip` (0: none), and where it came from."""
 
-    audio: np.ndarray  # float32 (frames, channels), C-contiguous
+    clip: int
+    frames: int
     seed: int
     key: str
     loop_frames: int = 0  # 0: not a loop
 
 
-def prepare(path: str | Path, rate: int, channels: int, seed: int = 0, key: str = "",
-            loop_seconds: float | None = None) -> Take:  # fmt: skip
-    """Reads a clip file and resamples it to `rate` (soxr, high quality), once."""
+def read_clip(path: str | Path, rate: int, channels: int, loop_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """A clip file as float32 (frames, channels) at `rate` (soxr, high quality), and its loop length (0: none)."""
     import soundfile as sf
     import soxr
 
@@ -61,133 +70,169 @@ def prepare(path: str | Path, rate: int, channels: int, seed: int = 0, key: str 
             audio = np.concatenate([audio, out[: loop_frames - len(audio)]])
     elif sr != rate:
         audio = soxr.resample(audio, sr, rate, quality="HQ")
-    return Take(np.ascontiguousarray(audio, dtype=np.float32), seed, key, loop_frames)
-
-
-def find_device(spec: str | int | None):
-    """The sounddevice output device for `spec`: an index, or a substring of a name or host API."""
-    import sounddevice as sd
-
-    devices = sd.query_devices()
-    apis = sd.query_hostapis()
-    outputs = [(i, d) for i, d in enumerate(devices) if d["max_output_channels"] > 0]
-    if not outputs:
-        raise NoAudioDevice("no audio output device on this machine")
-    if spec is None or spec == "":
-        try:
-            index = sd.default.device[1]
-        except Exception:  # noqa: BLE001
-            index = -1
-        if index is None or index < 0:
-            index = outputs[0][0]
-        return index, devices[index]
-    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
-        i = int(spec)
-        if i < len(devices) and devices[i]["max_output_channels"] > 0:
-            return i, devices[i]
-        raise NoAudioDevice(f"audio_device must be an output device index, got {spec!r}; see sao-live devices")
-    low = spec.lower()
-    for i, d in outputs:
-        if low in d["name"].lower() or low in apis[d["hostapi"]]["name"].lower():
-            return i, d
-    names = ", ".join(f"{i}: {d['name']}" for i, d in outputs)
-    raise NoAudioDevice(f"audio_device {spec!r} matches no output device; outputs: {names}")
+    return np.ascontiguousarray(audio, dtype=np.float32), loop_frames
 
 
 class Player:
-    """One output stream and its mixer. Create with `Player.open`; `close` stops it."""
+    """The control side of the audio process. Create with `Player.open`; `close` stops it.
+
+    Clips go to the audio process once (`load` / `prepare` return a Take that names them) and
+    are freed there when the Take is dropped; plays and stops are small messages after that.
+    """
 
     def __init__(self, voices: int = 32, master_db: float = -6.0):
         self.voices = voices
         self.master_db = master_db
-        self.mixer: Mixer | None = None
-        self.stream = None
         self.device_name = ""
         self.rate = 0
         self.channels = 2
-        self.blocksize = 0
+        self.latency = 0.0
+        self.process = None
+        self._conn = None
+        self._status: np.ndarray | None = None
+        self._send_lock = threading.Lock()  # one message (or one chunk) on the pipe at a time
+        self._freed: collections.deque = collections.deque()  # clip ids whose Takes are gone, not yet sent
+        self._clip_ids = itertools.count(1)
+        self._tags = [""] * voices
         self._next_voice = 0
 
     @classmethod
     def open(cls, device: str | int | None, voices: int = 32, master_db: float = -6.0,
-             blocksize: int = 0) -> Player:  # fmt: skip
-        """Opens and starts the stream; `NoAudioDevice` when there is none (or it cannot start)."""
-        try:
-            import sounddevice as sd
-        except OSError as err:  # libportaudio missing
-            raise NoAudioDevice(f"PortAudio is not available: {err}") from None
+             blocksize: int = 0, timeout: float = 30.0) -> Player:  # fmt: skip
+        """Starts the audio process and its stream; `NoAudioDevice` when there is no device or it cannot start."""
         self = cls(voices, master_db)
-        # The callback needs the GIL every period (5 ms at 256 frames / 48 kHz). Python hands the
-        # GIL over only every switch interval (5 ms by default), so a busy control thread made the
-        # callback miss deadlines; 0.5 ms keeps it on time at a small cost in throughput.
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        index, info = find_device(device)
-        self.device_name = f"{info['name']} ({sd.query_hostapis(info['hostapi'])['name']})"
-        self.rate = int(info["default_samplerate"])
-        self.channels = min(2, int(info["max_output_channels"]))
-        max_block = 8192
-        self.mixer = Mixer(self.channels, max_block, voices, self.rate, master_db)
+        ctx = multiprocessing.get_context("spawn")
+        raw = ctx.RawArray("q", audio_process.status_size(voices))
+        self._status = np.frombuffer(raw, dtype=np.int64)
+        self._conn, child = ctx.Pipe()
+        args = (child, raw, device, voices, master_db, blocksize, logging.getLogger().level)
+        self.process = ctx.Process(target=audio_process.main, args=args, name="sao-live-audio", daemon=True)
+        self.process.start()
+        child.close()
         try:
-            self.stream = sd.OutputStream(device=index, samplerate=self.rate, channels=self.channels,
-                                          dtype="float32", blocksize=blocksize, latency="low",
-                                          callback=self._callback)  # fmt: skip
-            self.stream.start()
-        except Exception as err:  # noqa: BLE001 - PortAudio's errors are plain exceptions
-            raise NoAudioDevice(f"cannot start audio on {self.device_name}: {err}") from None
-        self.blocksize = blocksize
-        log.info("audio: %s at %d Hz, %d channels, latency %.1f ms", self.device_name, self.rate, self.channels,
-                 1000 * self.stream.latency)  # fmt: skip
+            if not self._conn.poll(timeout):
+                raise NoAudioDevice(f"the audio process did not start within {timeout:.0f} s")
+            reply = self._conn.recv()
+        except (EOFError, OSError):
+            reply = ("error", f"the audio process stopped while opening the device (exit code {self.process.exitcode})")
+        except NoAudioDevice:
+            self.close()
+            raise
+        if reply[0] != "ready":
+            self.close()
+            raise NoAudioDevice(reply[1])
+        _, self.rate, self.channels, self.device_name, self.latency = reply
+        log.info("audio: %s at %d Hz, %d channels, latency %.1f ms (process %d)", self.device_name, self.rate,
+                 self.channels, 1000 * self.latency, self.process.pid)  # fmt: skip
         return self
 
-    def _callback(self, outdata, frames, time, status) -> None:
-        if status.output_underflow:
-            self.mixer.underruns += 1
-        if frames > self.mixer.max_block:  # never seen; silence rather than a crash
-            outdata.fill(0.0)
-            self.mixer.errors += 1
-            return
-        self.mixer.render(outdata, frames)
+    # ------------------------------------------------------------ clips
+
+    def prepare(self, path: str | Path, seed: int = 0, key: str = "", loop_seconds: float | None = None) -> Take:
+        """Reads a clip file, resamples it to the device rate and sends it to the audio process."""
+        audio, loop_frames = read_clip(path, self.rate, self.channels, loop_seconds)
+        return self.load(audio, seed, key, loop_frames)
+
+    def load(self, audio: np.ndarray, seed: int = 0, key: str = "", loop_frames: int = 0) -> Take:
+        """Sends float32 (frames, channels) audio at the device rate to the audio process."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        clip_id = next(self._clip_ids)
+        self._send(("clip", clip_id, audio.shape[0], audio.shape[1]))
+        data = memoryview(audio).cast("B")
+        for offset in range(0, len(data), CHUNK_BYTES):
+            self._send(("data", clip_id, offset), data[offset : offset + CHUNK_BYTES])
+        take = Take(clip_id, audio.shape[0], seed, key, loop_frames)
+        weakref.finalize(take, self._freed.append, clip_id)  # sent with the next message: never from a finalizer
+        return take
 
     # ------------------------------------------------------------ commands
 
     def play(self, take: Take, gain: float, mode: int, choke: int, tag: str, start: int = 0) -> int:
         """Starts a voice (at absolute frame `start`, or now); returns the voice number."""
-        if self.mixer is None:
-            raise NoAudioDevice("the daemon runs without an audio device (export only)")
+        if not take.clip:
+            raise NoAudioDevice("this take was made without an audio device")
         v = self._pick_voice()
-        self.mixer.post(Play(v, take.audio, float(gain), mode, choke, tag, start, take.loop_frames))
+        self._tags[v] = tag
+        self._send(("play", v, take.clip, float(gain), mode, choke, tag, int(start), take.loop_frames))
         return v
 
     def _pick_voice(self) -> int:
         """A free voice, else the oldest (round robin)."""
-        m = self.mixer
-        for i in range(m.voices):
-            v = (self._next_voice + i) % m.voices
-            if not m.active[v]:
-                self._next_voice = (v + 1) % m.voices
+        active = self._status[audio_process.ACTIVE :]
+        for i in range(self.voices):
+            v = (self._next_voice + i) % self.voices
+            if not active[v]:
+                self._next_voice = (v + 1) % self.voices
                 return v
         v = self._next_voice
-        self._next_voice = (v + 1) % m.voices
+        self._next_voice = (v + 1) % self.voices
         return v
 
     def stop(self, tag: str | None, gate_only: bool = False) -> int:
         """Fades out the voices tagged `tag` (None: all); returns how many were playing."""
-        if self.mixer is None:
-            raise NoAudioDevice("the daemon runs without an audio device (export only)")
-        m = self.mixer
-        count = sum(1 for v in range(m.voices) if m.active[v] and (tag is None or m.tag[v] == tag))
-        m.post(Stop(tag, gate_only))
+        active = self._status[audio_process.ACTIVE :]
+        count = sum(1 for v in range(self.voices) if active[v] and (tag is None or self._tags[v] == tag))
+        self._send(("stop", tag, gate_only))
         return count
+
+    def set_master_db(self, db: float) -> None:
+        self.master_db = float(db)
+        self._send(("master", self.master_db))
+
+    def poll(self) -> None:
+        """Sends what is pending (freed clips); the stage calls it a few times a second."""
+        if self._freed:
+            self._send(None)
+
+    def _send(self, msg: tuple | None, data: memoryview | None = None) -> None:
+        if not self.alive:
+            code = self.process.exitcode if self.process is not None else "closed"
+            raise NoAudioDevice(f"the audio process has stopped (exit code {code})")
+        with self._send_lock:
+            try:
+                while self._freed:
+                    self._conn.send(("free", self._freed.popleft()))
+                if msg is not None:
+                    self._conn.send(msg)
+                if data is not None:
+                    self._conn.send_bytes(data)
+            except OSError as err:
+                raise NoAudioDevice(f"the audio process has stopped: {err}") from None
+
+    # ------------------------------------------------------------ state (written by the callback each period)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
 
     @property
     def frame(self) -> int:
-        return self.mixer.frame if self.mixer else 0
+        return int(self._status[audio_process.FRAME])
+
+    @property
+    def underruns(self) -> int:
+        return int(self._status[audio_process.UNDERRUNS])
+
+    @property
+    def errors(self) -> int:
+        return int(self._status[audio_process.ERRORS])
+
+    @property
+    def stolen(self) -> int:
+        return int(self._status[audio_process.STOLEN])
+
+    def voices_playing(self) -> int:
+        return int(self._status[audio_process.PLAYING])
 
     def close(self) -> None:
-        if self.stream is not None:
-            try:
-                self.stream.stop()
-                self.stream.close()
-            except Exception as err:  # noqa: BLE001
-                log.warning("closing the audio stream: %s", err)
-            self.stream = None
+        if self.process is None:
+            return
+        with contextlib.suppress(OSError, ValueError), self._send_lock:
+            self._conn.send(("close",))
+        self.process.join(5)
+        if self.process.is_alive():
+            log.warning("the audio process did not stop; terminating it")
+            self.process.terminate()
+            self.process.join(5)
+        self._conn.close()
+        self.process = None

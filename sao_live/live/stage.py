@@ -2,7 +2,8 @@
 
 Flow stays one-directional: a trigger (OSC, MIDI, a set) asks the ClipService for clips;
 finished clips come here (`clip_done`, `load_set`), are prepared for the device once (read +
-soxr, on this module's thread) and kept as Takes; a hit posts a Play to the mixer's queue.
+soxr, on this module's thread), sent to the audio process once and kept as Takes; a hit sends
+a play to the audio process, whose mixer starts the voice at its next period.
 Nothing here waits on the worker, and the player never calls back up the chain.
 
 Pads keep a pool of ready takes (seeds). A pad with variations > 1 plays the next take of its
@@ -21,11 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..request import RequestError
 from .mixer import LOOP, MODES
-from .player import NoAudioDevice, Player, Take, prepare
+from .player import LAUNCH_MARGIN, NoAudioDevice, Player, Take
 from .sets import LiveSet, Pad, SetError, load_set
 from .tempo import UNITS, Tempo
 
@@ -64,7 +63,7 @@ class Stage:
         self.tempo = Tempo(s.bpm, 48000, self._frame_clock, s.tempo_source if s.tempo_source != "link" else "fixed")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sao-prepare")
         self._loading = False
-        self.stolen = 0  # voices cut short because every voice was busy (the mixer's "stolen" events)
+        self.stolen = 0  # voices cut short because every voice was busy (as last reported)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -100,27 +99,29 @@ class Stage:
             log.warning("tempo_source link needs the optional aalink package (pip install sao-live[link]); fixed tempo")
 
     async def watch(self, interval: float = 0.1) -> None:
-        """The player's and tempo's control side: drains the mixer's events and follows Link's tempo."""
+        """The player's and tempo's control side: follows the audio process and Link's tempo."""
         while True:
             await asyncio.sleep(interval)
-            self.drain_events()
+            self.check_player()
             bpm = self.tempo.poll_link()
             if bpm is not None:
                 self.d.service.params.values["bpm"] = round(bpm, 2)
                 self.d.announce("/sao/tempo", round(bpm, 2), "link")
 
-    def drain_events(self) -> None:
-        """Empties the mixer's event deque (the callback appends, only this pops); counts stolen voices."""
-        m = self.player.mixer if self.player else None
-        if m is None:
+    def check_player(self) -> None:
+        """Sends the player's pending messages, reports stolen voices and an audio process that died."""
+        p = self.player
+        if p is None:
             return
-        stolen = 0
-        while m.events:
-            kind, _voice, _what = m.events.popleft()
-            stolen += kind == "stolen"
-        if stolen:
-            self.stolen += stolen
-            log.warning("%d voice(s) stolen: all %d voices were busy", stolen, m.voices)
+        if not p.alive:
+            self.player = None
+            self.audio_note = f"the audio process stopped (exit code {p.process.exitcode}): export only"
+            log.error("audio: %s", self.audio_note)
+            return
+        p.poll()
+        if p.stolen > self.stolen:
+            log.warning("%d voice(s) stolen: all %d voices were busy", p.stolen - self.stolen, p.voices)
+            self.stolen = p.stolen
 
     def close(self) -> None:
         if self.midi is not None:
@@ -134,18 +135,18 @@ class Stage:
         return (self.player.frame if self.player else 0), time.monotonic()
 
     def status(self) -> tuple:
-        m = self.player.mixer if self.player else None
-        return (int(m is not None), m.voices_playing() if m else 0, m.underruns if m else 0, m.errors if m else 0,
+        p = self.player
+        return (int(p is not None), p.voices_playing() if p else 0, p.underruns if p else 0, p.errors if p else 0,
                 round(self.tempo.bpm, 3), self.set.name if self.set else "", self.bank, self.stolen)  # fmt: skip
 
     # ------------------------------------------------------------ clips by request id
 
     async def _prepare(self, clip: Clip, loop_seconds: float | None = None) -> Take:
         if self.player is None:
-            return Take(np.zeros((0, 2), np.float32), int(clip.seed), clip.key)
+            return Take(0, 0, int(clip.seed), clip.key)
         p = self.player
         return await asyncio.get_running_loop().run_in_executor(
-            self._pool, lambda: prepare(clip.path, p.rate, p.channels, int(clip.seed), clip.key, loop_seconds)
+            self._pool, lambda: p.prepare(clip.path, int(clip.seed), clip.key, loop_seconds)
         )
 
     def clip_done(self, r: Requester, clip: Clip) -> None:
@@ -171,7 +172,7 @@ class Stage:
         q = quantize or self.quantize
         if q == "off" or self.player is None:
             return 0
-        return self.tempo.next_boundary(self.player.frame + self.player.mixer.max_block // 8, q)
+        return self.tempo.next_boundary(self.player.frame + LAUNCH_MARGIN, q)
 
     def play_id(self, rid, gain: float) -> tuple[int, Take]:
         self._need_audio()
@@ -338,7 +339,7 @@ class Stage:
 
     def get_param(self, name: str):
         if name == "master_db":
-            return self.player.mixer.master_db if self.player else self.d.settings.master_db
+            return self.player.master_db if self.player else self.d.settings.master_db
         if name == "tempo_source":
             return self.tempo.source
         return getattr(self, name)
@@ -356,7 +357,7 @@ class Stage:
             self.velocity_curve = float(value)
         elif name == "master_db" and isinstance(value, (int, float)) and -60 <= value <= 6:
             self._need_audio()
-            self.player.mixer.set_master_db(float(value))
+            self.player.set_master_db(float(value))
         else:
             expected = {"quantize": "off, beat or bar", "tempo_source": "fixed, midi or link",
                         "velocity_curve": "a number in [0.1, 4]", "master_db": "a number in [-60, 6]"}  # fmt: skip

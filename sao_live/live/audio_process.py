@@ -1,0 +1,198 @@
+"""The audio process: the output stream and its mixer, alone in a process of their own.
+
+Why a process: the sounddevice callback is Python, so it needs the GIL every period (5.3 ms
+at 256 frames / 48 kHz). Inside the daemon's control process the GIL is shared with the OSC
+loop, clip preparation (soundfile, soxr) and the clip store; whenever one of them kept it
+past a period, JACK gave up on our client for that cycle (an xrun). Here the callback's only
+neighbour is one thread that reads commands from a pipe and hands them to the mixer.
+
+Messages from the control process, in order on one pipe (`Player` sends them):
+  ("clip", clip_id, frames, channels)       a clip arrives; its float32 audio follows as
+  ("data", clip_id, byte_offset) + bytes     chunks, so a long clip never holds up a play
+  ("free", clip_id)                          the control side dropped it
+  ("play", voice, clip_id, gain, mode, choke, tag, start, loop_frames)
+  ("stop", tag, gate_only)   ("master", db)   ("close",)
+One message goes back: ("ready", rate, channels, device name, latency) or ("error", text).
+Everything else the control side reads from `status`, a shared int64 array the callback
+writes each period (layout below). The process ends on "close" or when the pipe closes
+(the daemon exited, even by kill -9).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+
+from .mixer import Mixer, Play, Stop
+
+log = logging.getLogger(__name__)
+
+# status fields; the voices' active flags follow from ACTIVE on
+FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, ACTIVE = range(6)
+MAX_BLOCK = 8192  # the largest period the mixer is sized for
+RETIRE_GRACE = 1.0  # seconds a freed clip is kept after its last voice ended (a play may still be queued)
+
+
+def status_size(voices: int) -> int:
+    return ACTIVE + voices
+
+
+def find_device(spec: str | int | None):
+    """The sounddevice output device for `spec`: an index, or a substring of a name or host API.
+
+    Returns (index, info) or (None, error text)."""
+    import sounddevice as sd
+
+    devices = sd.query_devices()
+    apis = sd.query_hostapis()
+    outputs = [(i, d) for i, d in enumerate(devices) if d["max_output_channels"] > 0]
+    if not outputs:
+        return None, "no audio output device on this machine"
+    if spec is None or spec == "":
+        try:
+            index = sd.default.device[1]
+        except Exception:  # noqa: BLE001
+            index = -1
+        if index is None or index < 0:
+            index = outputs[0][0]
+        return index, devices[index]
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        i = int(spec)
+        if i < len(devices) and devices[i]["max_output_channels"] > 0:
+            return i, devices[i]
+        return None, f"audio_device must be an output device index, got {spec!r}; see sao-live devices"
+    low = spec.lower()
+    for i, d in outputs:
+        if low in d["name"].lower() or low in apis[d["hostapi"]]["name"].lower():
+            return i, d
+    names = ", ".join(f"{i}: {d['name']}" for i, d in outputs)
+    return None, f"audio_device {spec!r} matches no output device; outputs: {names}"
+
+
+class AudioProcess:
+    """What runs in the audio process: the stream's callback and the command reader."""
+
+    def __init__(self, conn, status, voices: int, master_db: float):
+        self.conn = conn
+        self.status = np.frombuffer(status, dtype=np.int64)  # shared with the control process
+        self.voices = voices
+        self.master_db = master_db
+        self.mixer: Mixer | None = None
+        self.clips: dict[int, np.ndarray] = {}
+        self.retired: list[tuple[np.ndarray, float]] = []  # freed clips, with when they were last heard
+
+    def callback(self, outdata, frames, time_info, status) -> None:
+        m = self.mixer
+        if status.output_underflow:
+            m.underruns += 1
+        if frames > m.max_block:  # never seen; silence rather than a crash
+            outdata.fill(0.0)
+            m.errors += 1
+        else:
+            m.render(outdata, frames)
+        s = self.status
+        s[FRAME], s[UNDERRUNS], s[ERRORS], s[STOLEN] = m.frame, m.underruns, m.errors, m.stolen
+        playing = 0
+        for v in range(m.voices):
+            active = m.active[v]
+            s[ACTIVE + v] = active
+            playing += active
+        s[PLAYING] = playing
+
+    def open(self, device, blocksize: int) -> tuple:
+        try:
+            import sounddevice as sd
+        except OSError as err:  # libportaudio missing
+            return ("error", f"PortAudio is not available: {err}")
+        index, info = find_device(device)
+        if index is None:
+            return ("error", info)
+        name = f"{info['name']} ({sd.query_hostapis(info['hostapi'])['name']})"
+        rate = int(info["default_samplerate"])
+        channels = min(2, int(info["max_output_channels"]))
+        self.mixer = Mixer(channels, MAX_BLOCK, self.voices, rate, self.master_db)
+        try:
+            self.stream = sd.OutputStream(device=index, samplerate=rate, channels=channels, dtype="float32",
+                                          blocksize=blocksize, latency="low", callback=self.callback)  # fmt: skip
+            self.stream.start()
+        except Exception as err:  # noqa: BLE001 - PortAudio's errors are plain exceptions
+            return ("error", f"cannot start audio on {name}: {err}")
+        return ("ready", rate, channels, name, float(self.stream.latency))
+
+    def serve(self) -> None:
+        """Reads commands until "close" or until the control process goes away."""
+        swept = time.monotonic()
+        while True:
+            if time.monotonic() - swept > 0.25:
+                self._sweep()
+                swept = time.monotonic()
+            try:
+                if not self.conn.poll(0.25):
+                    continue
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                return
+            kind = msg[0]
+            if kind == "close":
+                return
+            try:
+                self._handle(kind, msg)
+            except (EOFError, OSError):
+                return
+            except Exception:  # noqa: BLE001 - a bad command must not stop the sound
+                log.exception("audio process: command %r failed", kind)
+
+    def _handle(self, kind: str, msg: tuple) -> None:
+        m = self.mixer
+        if kind == "play":
+            _, voice, clip_id, gain, mode, choke, tag, start, loop_frames = msg
+            m.post(Play(voice, self.clips[clip_id], gain, mode, choke, tag, start, loop_frames))
+        elif kind == "stop":
+            m.post(Stop(msg[1], msg[2]))
+        elif kind == "master":
+            m.set_master_db(msg[1])
+        elif kind == "clip":
+            _, clip_id, frames, channels = msg
+            self.clips[clip_id] = np.empty((frames, channels), np.float32)
+        elif kind == "data":
+            _, clip_id, offset = msg
+            self.conn.recv_bytes_into(memoryview(self.clips[clip_id]).cast("B"), offset)
+        elif kind == "free":
+            clip = self.clips.pop(msg[1], None)
+            if clip is not None:
+                self.retired.append((clip, time.monotonic()))
+        else:
+            log.warning("audio process: unknown command %r", kind)
+
+    def _sweep(self) -> None:
+        """Lets go of freed clips no voice plays any more, here rather than in the callback."""
+        if not self.retired:
+            return
+        now = time.monotonic()
+        keep = []
+        for clip, heard in self.retired:
+            if any(c is clip for c in self.mixer.clip):
+                keep.append((clip, now))
+            elif now - heard < RETIRE_GRACE:
+                keep.append((clip, heard))
+        self.retired = keep
+
+
+def main(conn, status, device, voices: int, master_db: float, blocksize: int, log_level: int) -> None:
+    """The audio process's entry point (spawned by `Player.open`)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s audio: %(message)s", stream=sys.stderr)
+    # The reader thread hands the GIL back within 1 ms when the callback asks for it.
+    sys.setswitchinterval(0.001)
+    proc = AudioProcess(conn, status, voices, master_db)
+    reply = proc.open(device, blocksize)
+    conn.send(reply)
+    if reply[0] != "ready":
+        return
+    try:
+        proc.serve()
+    finally:
+        proc.stream.stop()
+        proc.stream.close()

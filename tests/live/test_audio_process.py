@@ -1,0 +1,142 @@
+"""The audio process on its own (Player API, recorded through JACK) and as the daemon's child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sao_live.live.mixer import ONESHOT
+from sao_live.live.player import CHUNK_BYTES, NoAudioDevice, Player
+
+from ..daemon.daemon_helpers import DaemonProcess, pid_gone
+from .jack_helpers import RATE, Recorder, best_lag
+
+pytestmark = pytest.mark.usefixtures("jack_server")
+
+
+def jack_clients() -> set[str]:
+    import jack
+
+    c = jack.Client("sao-test-lister", no_start_server=True)
+    try:
+        return {p.name.split(":")[0] for p in c.get_ports(is_output=True, is_audio=True)}
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def player_and_recorder():
+    """A Player in this test's process, and a recorder connected to its JACK ports only."""
+    before = jack_clients()
+    player = Player.open("JACK", voices=8, master_db=0.0)
+    new = sorted(jack_clients() - before)
+    assert new, "the player's JACK client did not appear"
+    rec = Recorder(seconds=30, name="sao-test-rec-ap")
+    rec.connect(new[0] + ":")
+    yield player, rec
+    rec.close()
+    player.close()
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.2 * rng.standard_normal((round(seconds * RATE), 2))).astype(np.float32)
+
+
+def test_a_clip_sent_in_chunks_plays_exactly(player_and_recorder):
+    player, rec = player_and_recorder
+    clip = noise(3.0)
+    assert clip.nbytes > 4 * CHUNK_BYTES  # it travels in several chunks
+    take = player.load(clip)
+    mark = rec.mark()
+    voice = player.play(take, 0.5, ONESHOT, 0, "t")
+    got = rec.wait(len(clip) + RATE // 2, mark)
+    lag, corr = best_lag(got, clip)
+    assert corr > 0.999, corr
+    np.testing.assert_allclose(got[lag : lag + len(clip)], 0.5 * clip, atol=1e-6)
+    assert 0 <= voice < 8 and player.frame > len(clip) and player.errors == 0
+
+
+def test_a_take_dropped_while_playing_plays_to_its_end(player_and_recorder):
+    player, rec = player_and_recorder
+    clip = noise(1.0, seed=1)
+    take = player.load(clip)
+    mark = rec.mark()
+    player.play(take, 0.5, ONESHOT, 0, "t")
+    del take  # its finalizer queues the free (no gc.collect: a GIL hog here would make the recorder drop periods)
+    player.poll()  # sends the free now: the audio process keeps the clip until its voice ends
+    got = rec.wait(len(clip) + RATE // 2, mark)
+    lag, corr = best_lag(got, clip)
+    np.testing.assert_allclose(got[lag : lag + len(clip)], 0.5 * clip, atol=1e-6)
+
+
+def test_dropped_takes_are_freed_in_the_audio_process(player_and_recorder):
+    player, _ = player_and_recorder
+    start = rss_kb(player.process.pid)
+    for i in range(20):  # 20 x 15 MB: 300 MB if nothing were freed
+        take = player.load(noise(40.0, seed=i))
+        player.play(take, 0.01, ONESHOT, 0, "t")
+        player.stop("t")
+        del take
+        player.poll()
+    time.sleep(1.5)  # freed clips are let go once their voice has ended (and a grace second)
+    player.load(noise(0.1))  # any message: the reader sweeps on its next turn
+    time.sleep(0.5)
+    grown_mb = (rss_kb(player.process.pid) - start) / 1024
+    assert grown_mb < 100, f"the audio process grew by {grown_mb:.0f} MB"
+
+
+def test_no_device_is_a_clear_error():
+    with pytest.raises(NoAudioDevice, match="matches no output device"):
+        Player.open("no-such-device-anywhere")
+
+
+def audio_pid(daemon: DaemonProcess, client) -> int:
+    """The daemon's child that is neither the worker nor multiprocessing's resource tracker."""
+    worker = daemon.worker_pid(client)
+    pids = [p for p in daemon.children()
+            if p != worker and b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def test_the_daemon_outlives_its_audio_process_and_takes_it_down(tmp_path, tiny_t5):
+    config = dict(audio_device="JACK", midi_in="none")
+    daemon = DaemonProcess(tmp_path / "a", tiny_t5, config=config).start(timeout=120)
+    try:
+        c = daemon.client()
+        assert c.request("/sao/gen", "x", "kick", 0.3, "steps", 2)[0] == "/sao/done"
+        pid = audio_pid(daemon, c)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while True:  # the stage notices within its watch interval
+            c.send("/sao/status")
+            if c.wait_for("/sao/status", timeout=10)[6] == 0:
+                break
+            assert time.monotonic() < deadline, "status still reports audio"
+            time.sleep(0.1)
+        addr, args = c.request("/sao/play", "x")
+        assert addr == "/sao/error" and args[1] == "no_audio", args
+        assert c.request("/sao/gen", "y", "snare", 0.3, "steps", 2)[0] == "/sao/done"  # export goes on
+        c.close()
+    finally:
+        assert daemon.stop() == 0, daemon.log()
+
+    again = DaemonProcess(tmp_path / "b", tiny_t5, config=config).start(timeout=120)
+    c = again.client()
+    pid = audio_pid(again, c)
+    c.close()
+    again.kill()  # kill -9: no goodbye; the audio process sees its pipe close and stops
+    assert pid_gone(pid), "the audio process outlived the daemon"

@@ -64,6 +64,7 @@ class Settings:
     # the live side (docs/player.md)
     audio_device: str | None = None  # index, or a substring of a device or host API name; "none": no sound
     audio_blocksize: int = 0  # frames per callback; 0: the device's choice (JACK: its period)
+    audio_nice: int = -10  # the audio process's CPU priority; below 0 needs permission (docs/player.md)
     voices: int = 32  # mixer voices
     master_db: float = -6.0  # gain on the sum before the limiter (headroom for many voices)
     velocity_curve: float = 1.5  # gain = (velocity / 127) ** velocity_curve
@@ -107,6 +108,9 @@ class Settings:
             raise SettingsError(f"tempo_source must be fixed, midi or link, got {self.tempo_source!r}")
         if not isinstance(self.voices, int) or not 1 <= self.voices <= 256:
             raise SettingsError(f"voices must be a whole number in [1, 256], got {self.voices!r}")
+        nice = self.audio_nice
+        if isinstance(nice, bool) or not isinstance(nice, int) or not -20 <= nice <= 19:
+            raise SettingsError(f"audio_nice must be a whole number in [-20, 19], got {nice!r}")
         if not isinstance(self.audio_blocksize, int) or not 0 <= self.audio_blocksize <= 8192:
             raise SettingsError(f"audio_blocksize must be a whole number in [0, 8192], got {self.audio_blocksize!r}")
         for name, lo, hi in (("master_db", -60, 6), ("velocity_curve", 0.1, 4)):

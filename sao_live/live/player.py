@@ -98,14 +98,14 @@ class Player:
 
     @classmethod
     def open(cls, device: str | int | None, voices: int = 32, master_db: float = -6.0,
-             blocksize: int = 0, timeout: float = 30.0) -> Player:  # fmt: skip
+             blocksize: int = 0, nice: int = 0, timeout: float = 30.0) -> Player:  # fmt: skip
         """Starts the audio process and its stream; `NoAudioDevice` when there is no device or it cannot start."""
         self = cls(voices, master_db)
         ctx = multiprocessing.get_context("spawn")
         raw = ctx.RawArray("q", audio_process.status_size(voices))
         self._status = np.frombuffer(raw, dtype=np.int64)
         self._conn, child = ctx.Pipe()
-        args = (child, raw, device, voices, master_db, blocksize, logging.getLogger().level)
+        args = (child, raw, device, voices, master_db, blocksize, nice, logging.getLogger().level)
         self.process = ctx.Process(target=audio_process.main, args=args, name="sao-live-audio", daemon=True)
         self.process.start()
         child.close()

@@ -73,7 +73,7 @@ class Stage:
             self.audio_note = "disabled (audio_device = none): export only"
         else:
             try:
-                self.player = Player.open(s.audio_device, s.voices, s.master_db, s.audio_blocksize)
+                self.player = Player.open(s.audio_device, s.voices, s.master_db, s.audio_blocksize, nice=s.audio_nice)
                 self.tempo.rate = self.player.rate
                 self.audio_note = self.player.device_name
             except NoAudioDevice as err:

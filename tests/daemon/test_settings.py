@@ -65,7 +65,8 @@ def test_every_setting_is_documented():
 
 @pytest.mark.parametrize(("text", "phrase"), [("export = 1\n", "export must be true or false"),
                                               ('model = ""\n', "model must be a non-empty string"),
-                                              ('int8 = "yes"\n', "int8 must be true or false")])  # fmt: skip
+                                              ('int8 = "yes"\n', "int8 must be true or false"),
+                                              ("audio_nice = -30\n", "audio_nice must be a whole number")])  # fmt: skip
 def test_setting_types(tmp_path, text, phrase):
     config = tmp_path / "config.toml"
     config.write_text(text)

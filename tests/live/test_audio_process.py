@@ -119,6 +119,8 @@ def test_the_daemon_outlives_its_audio_process_and_takes_it_down(tmp_path, tiny_
         c = daemon.client()
         assert c.request("/sao/gen", "x", "kick", 0.3, "steps", 2)[0] == "/sao/done"
         pid = audio_pid(daemon, c)
+        nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        assert nice == -10 or "stays at normal priority" in daemon.log(), nice  # audio_nice, where permitted
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while True:  # the stage notices within its watch interval

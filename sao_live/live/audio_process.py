@@ -21,13 +21,13 @@ writes each period (layout below). The process ends on "close" or when the pipe 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 
 import numpy as np
 
 from .mixer import Mixer, Play, Stop
+from .priority import raise_priority
 
 log = logging.getLogger(__name__)
 
@@ -182,24 +182,10 @@ class AudioProcess:
         self.retired = keep
 
 
-def raise_priority(nice: int) -> None:
-    """Asks for a higher CPU priority, before any thread starts (threads inherit it).
-
-    Without realtime JACK the stream's thread is an ordinary one; a busy machine (the worker,
-    the control plane) then sometimes runs it too late. A lower nice value fixes that where the
-    user may set it (root, CAP_SYS_NICE, or a nice limit for the audio group)."""
-    if not nice or not hasattr(os, "setpriority"):
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError as err:
-        log.info("the audio process stays at normal priority (nice %d: %s); see docs/player.md", nice, err.strerror)
-
-
 def main(conn, status, device, voices: int, master_db: float, blocksize: int, nice: int, log_level: int) -> None:
     """The audio process's entry point (spawned by `Player.open`)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s audio: %(message)s", stream=sys.stderr)
-    raise_priority(nice)
+    raise_priority(nice, "the audio process")  # before the stream: its threads inherit it
     # The reader thread hands the GIL back within 1 ms when the callback asks for it.
     sys.setswitchinterval(0.001)
     proc = AudioProcess(conn, status, voices, master_db)

@@ -87,7 +87,7 @@ class Stage:
         if s.midi_in == "none":
             return
         try:
-            self.midi = MidiIn.open(s.midi_in, s.midi_api, loop, self.on_midi)
+            self.midi = MidiIn.open(s.midi_in, s.midi_api, loop, self.on_midi, nice=s.audio_nice)
             log.info("MIDI in: %s", self.midi.name)
         except MidiError as err:
             log.warning("no MIDI input: %s", err)

@@ -20,6 +20,7 @@ writes each period (layout below). The process ends on "close" or when the pipe 
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -193,6 +194,11 @@ def main(conn, status, device, voices: int, master_db: float, blocksize: int, ni
     conn.send(reply)
     if reply[0] != "ready":
         return
+    # A full garbage collection walks every object in the process (numpy, sounddevice, ...):
+    # ~5 ms here, a whole period, and it can start inside the callback. Freezing what exists
+    # now leaves the collector only the few objects made later.
+    gc.collect()
+    gc.freeze()
     try:
         proc.serve()
     finally:

@@ -40,13 +40,14 @@ class NoAudioDevice(SaoLiveError, RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class Take:
-    """One playable clip, held by the audio process under `clip` (0: none), and where it came from."""
+    """One playable clip, held by audio process `player` under `clip` (0: none), and where it came from."""
 
     clip: int
     frames: int
     seed: int
     key: str
     loop_frames: int = 0  # 0: not a loop
+    player: int = 0  # the serial of the Player that holds it
 
 
 def read_clip(path: str | Path, rate: int, channels: int, loop_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -80,7 +81,10 @@ class Player:
     are freed there when the Take is dropped; plays and stops are small messages after that.
     """
 
+    _serials = itertools.count(1)
+
     def __init__(self, voices: int = 32, master_db: float = -6.0):
+        self.serial = next(Player._serials)  # a Take plays only on the Player (process) that holds it
         self.voices = voices
         self.master_db = master_db
         self.device_name = ""
@@ -141,7 +145,7 @@ class Player:
         data = memoryview(audio).cast("B")
         for offset in range(0, len(data), CHUNK_BYTES):
             self._send(("data", clip_id, offset), data[offset : offset + CHUNK_BYTES])
-        take = Take(clip_id, audio.shape[0], seed, key, loop_frames)
+        take = Take(clip_id, audio.shape[0], seed, key, loop_frames, self.serial)
         weakref.finalize(take, self._freed.append, clip_id)  # sent with the next message: never from a finalizer
         return take
 
@@ -149,8 +153,8 @@ class Player:
 
     def play(self, take: Take, gain: float, mode: int, choke: int, tag: str, start: int = 0) -> int:
         """Starts a voice (at absolute frame `start`, or now); returns the voice number."""
-        if not take.clip:
-            raise NoAudioDevice("this take was made without an audio device")
+        if not take.clip or take.player != self.serial:
+            raise NoAudioDevice("this take is not loaded in the running audio process (yet)")
         v = self._pick_voice()
         self._tags[v] = tag
         self._send(("play", v, take.clip, float(gain), mode, choke, tag, int(start), take.loop_frames))

@@ -20,6 +20,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..request import RequestError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ID_TAKES = 64  # takes kept for /sao/play <id>, most recent
+STALL_SECONDS = 2.0  # a stream that asks for no audio this long is dead (its server went away): restart
 STAGE_PARAMS = ("quantize", "tempo_source", "master_db", "bank", "velocity_curve")
 
 
@@ -64,6 +66,7 @@ class Stage:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sao-prepare")
         self._loading = False
         self.stolen = 0  # voices cut short because every voice was busy (as last reported)
+        self._frame_seen = (0, time.monotonic())  # the player's frame clock, and when it last moved
 
     # ------------------------------------------------------------ lifecycle
 
@@ -73,12 +76,16 @@ class Stage:
             self.audio_note = "disabled (audio_device = none): export only"
         else:
             try:
-                self.player = Player.open(s.audio_device, s.voices, s.master_db, s.audio_blocksize, nice=s.audio_nice)
+                self.player = self._open_player(s.master_db)
                 self.tempo.rate = self.player.rate
                 self.audio_note = self.player.device_name
             except NoAudioDevice as err:
                 self.audio_note = f"no audio device ({err}): the daemon runs without sound, export only"
         log.info("audio: %s", self.audio_note)
+
+    def _open_player(self, master_db: float) -> Player:
+        s = self.d.settings
+        return Player.open(s.audio_device, s.voices, master_db, s.audio_blocksize, nice=s.audio_nice)
 
     def start_midi(self, loop) -> None:
         from .midi import MidiError, MidiIn
@@ -111,17 +118,75 @@ class Stage:
     def check_player(self) -> None:
         """Sends the player's pending messages, reports stolen voices and an audio process that died."""
         p = self.player
-        if p is None:
+        if p is None or p.process is None:
             return
         if not p.alive:
             self.player = None
-            self.audio_note = f"the audio process stopped (exit code {p.process.exitcode}): export only"
+            self.audio_note = f"the audio process stopped (exit code {p.process.exitcode}); restarting it"
             log.error("audio: %s", self.audio_note)
+            self.d.spawn(self._restart_audio(p))
+            return
+        frame, now = p.frame, time.monotonic()
+        if frame != self._frame_seen[0]:
+            self._frame_seen = (frame, now)
+        elif now - self._frame_seen[1] > STALL_SECONDS:
+            log.error("audio: the stream has played nothing for %.0f s (did the audio server stop?); restarting it",
+                      now - self._frame_seen[1])  # fmt: skip
+            self._frame_seen = (frame, now)
+            p.process.kill()  # seen as dead on the next look, and restarted
             return
         p.poll()
         if p.stolen > self.stolen:
             log.warning("%d voice(s) stolen: all %d voices were busy", p.stolen - self.stolen, p.voices)
             self.stolen = p.stolen
+
+    async def _restart_audio(self, old: Player) -> None:
+        """A new audio process, with every kept take loaded into it; retries with a growing pause."""
+        delay = 0.5
+        while self.player is None:
+            await asyncio.sleep(delay)
+            try:
+                player = await self.d.in_thread(self._open_player, old.master_db)
+            except NoAudioDevice as err:
+                delay = min(2 * delay, 30.0)
+                self.audio_note = f"no audio device ({err}); trying again in {delay:.0f} s"
+                log.warning("audio: %s", self.audio_note)
+                continue
+            self.player, self.audio_note = player, player.device_name
+            self._frame_seen = (player.frame, time.monotonic())
+            self.tempo.rate, self.tempo.anchor = player.rate, 0.0  # the new process's frame clock starts at 0
+            await self._move_takes(player, old.rate)
+            log.info("audio: restarted on %s", player.device_name)
+
+    async def _move_takes(self, player: Player, old_rate: int) -> None:
+        """Loads every take the pads and ids keep into `player` (from the clip files), then swaps them in."""
+        takes = {id(t): t for t in self._kept_takes() if t.player != player.serial}
+        moved: dict[int, Take | None] = {}
+        loop = asyncio.get_running_loop()
+        for key, take in takes.items():
+            loop_seconds = take.loop_frames / old_rate if take.loop_frames else None
+            path = self.d.store.clip_path(take.key)
+            try:
+                prepare = partial(player.prepare, path, take.seed, take.key, loop_seconds)
+                moved[key] = await loop.run_in_executor(self._pool, prepare)
+            except Exception as err:  # noqa: BLE001 - a clip that is gone stays gone; the others move
+                log.warning("audio restart: take %s (seed %d) not reloaded: %s", take.key[:12], take.seed, err)
+                moved[key] = None
+        # one synchronous swap (no await), so hits and refills in between see a consistent state
+        for state in self.pads.values():
+            state.pool = collections.deque(t for t in (moved.get(id(t), t) for t in state.pool) if t is not None)
+            if state.last is not None:
+                state.last = moved.get(id(state.last), state.last)
+        for rid, take in list(self.by_id.items()):
+            new = moved.get(id(take), take)
+            if new is None:
+                del self.by_id[rid]
+            else:
+                self.by_id[rid] = new
+
+    def _kept_takes(self) -> list[Take]:
+        kept = [t for state in self.pads.values() for t in (*state.pool, state.last) if t is not None]
+        return kept + list(self.by_id.values())
 
     def close(self) -> None:
         if self.midi is not None:

@@ -14,7 +14,7 @@ from sao_live.live.mixer import ONESHOT
 from sao_live.live.player import CHUNK_BYTES, NoAudioDevice, Player
 
 from ..daemon.daemon_helpers import DaemonProcess, pid_gone
-from .jack_helpers import RATE, Recorder, best_lag
+from .jack_helpers import RATE, JackServer, Recorder, best_lag
 
 pytestmark = pytest.mark.usefixtures("jack_server")
 
@@ -55,6 +55,12 @@ def noise(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * rng.standard_normal((round(seconds * RATE), 2))).astype(np.float32)
 
 
+def periods_off(got: np.ndarray, want: np.ndarray, period: int = 256) -> int:
+    """How many periods of `got` differ from `want` (the first `len(want)` frames)."""
+    diff = np.abs(got[: len(want)] - want).max(axis=1)
+    return int(sum(diff[i : i + period].max() > 1e-6 for i in range(0, len(want), period)))
+
+
 def test_a_clip_sent_in_chunks_plays_exactly(player_and_recorder):
     player, rec = player_and_recorder
     clip = noise(3.0)
@@ -64,8 +70,9 @@ def test_a_clip_sent_in_chunks_plays_exactly(player_and_recorder):
     voice = player.play(take, 0.5, ONESHOT, 0, "t")
     got = rec.wait(len(clip) + RATE // 2, mark)
     lag, corr = best_lag(got, clip)
-    assert corr > 0.999, corr
-    np.testing.assert_allclose(got[lag : lag + len(clip)], 0.5 * clip, atol=1e-6)
+    assert corr > 0.99, corr
+    # Exact, except that the recorder (Python, in this process, non-realtime) may itself miss a period.
+    assert periods_off(got[lag:], 0.5 * clip) <= 1
     assert 0 <= voice < 8 and player.frame > len(clip) and player.errors == 0
 
 
@@ -79,7 +86,9 @@ def test_a_take_dropped_while_playing_plays_to_its_end(player_and_recorder):
     player.poll()  # sends the free now: the audio process keeps the clip until its voice ends
     got = rec.wait(len(clip) + RATE // 2, mark)
     lag, corr = best_lag(got, clip)
-    np.testing.assert_allclose(got[lag : lag + len(clip)], 0.5 * clip, atol=1e-6)
+    assert corr > 0.99 and periods_off(got[lag:], 0.5 * clip) <= 1  # as above
+    tail = slice(len(clip) - RATE // 10, len(clip))
+    np.testing.assert_allclose(got[lag:][tail], 0.5 * clip[tail], atol=1e-6)  # the end is there
 
 
 def test_dropped_takes_are_freed_in_the_audio_process(player_and_recorder):
@@ -112,33 +121,71 @@ def audio_pid(daemon: DaemonProcess, client) -> int:
     return pids[0]
 
 
-def test_the_daemon_outlives_its_audio_process_and_takes_it_down(tmp_path, tiny_t5):
+def test_a_killed_audio_process_is_restarted_with_its_takes(tmp_path, tiny_t5):
     config = dict(audio_device="JACK", midi_in="none")
     daemon = DaemonProcess(tmp_path / "a", tiny_t5, config=config).start(timeout=120)
     try:
         c = daemon.client()
         assert c.request("/sao/gen", "x", "kick", 0.3, "steps", 2)[0] == "/sao/done"
+        for _ in range(50):  # the take is loaded a moment after /sao/done
+            c.send("/sao/play", "x")
+            if c.wait_reply("x", ("/sao/playing", "/sao/error"), timeout=10)[0] == "/sao/playing":
+                break
+            time.sleep(0.02)
         pid = audio_pid(daemon, c)
         nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
         assert nice == -10 or "stays at normal priority" in daemon.log(), nice  # audio_nice, where permitted
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while True:  # the stage notices within its watch interval
-            c.send("/sao/status")
-            if c.wait_for("/sao/status", timeout=10)[6] == 0:
-                break
-            assert time.monotonic() < deadline, "status still reports audio"
+        assert pid_gone(pid)
+        deadline = time.monotonic() + 20
+        while "audio: restarted" not in daemon.log():
+            assert time.monotonic() < deadline, f"no restart:\n{daemon.log()}"
             time.sleep(0.1)
-        addr, args = c.request("/sao/play", "x")
-        assert addr == "/sao/error" and args[1] == "no_audio", args
-        assert c.request("/sao/gen", "y", "snare", 0.3, "steps", 2)[0] == "/sao/done"  # export goes on
+        new_pid = audio_pid(daemon, c)
+        assert new_pid != pid
+        c.send("/sao/status")
+        assert c.wait_for("/sao/status", timeout=10)[6] == 1
+        c.send("/sao/play", "x")  # the take from before the crash, loaded into the new process
+        addr, args = c.wait_reply("x", ("/sao/playing", "/sao/error"), timeout=10)
+        assert addr == "/sao/playing", args
+        assert c.request("/sao/gen", "y", "snare", 0.3, "steps", 2)[0] == "/sao/done"
         c.close()
     finally:
         assert daemon.stop() == 0, daemon.log()
 
-    again = DaemonProcess(tmp_path / "b", tiny_t5, config=config).start(timeout=120)
-    c = again.client()
-    pid = audio_pid(again, c)
+
+def test_kill_9_of_the_daemon_takes_the_audio_process_down(tmp_path, tiny_t5):
+    daemon = DaemonProcess(tmp_path, tiny_t5, config=dict(audio_device="JACK", midi_in="none")).start(timeout=120)
+    c = daemon.client()
+    pid = audio_pid(daemon, c)
     c.close()
-    again.kill()  # kill -9: no goodbye; the audio process sees its pipe close and stops
+    daemon.kill()  # kill -9: no goodbye; the audio process sees its pipe close and stops
     assert pid_gone(pid), "the audio process outlived the daemon"
+
+
+def test_audio_comes_back_when_the_jack_server_is_restarted(tmp_path, tiny_t5, jack_server):
+    name = os.environ["JACK_DEFAULT_SERVER"]
+    own = JackServer(f"saorestart{os.getpid()}")  # a server of its own, to stop and start again
+    try:
+        daemon = DaemonProcess(tmp_path, tiny_t5, config=dict(audio_device="JACK", midi_in="none")).start(timeout=120)
+        try:
+            c = daemon.client()
+            assert c.request("/sao/gen", "x", "kick", 0.3, "steps", 2)[0] == "/sao/done"
+            own.stop()
+            deadline = time.monotonic() + 30
+            while "has played nothing" not in daemon.log():
+                assert time.monotonic() < deadline, f"the stall was not noticed:\n{daemon.log()}"
+                time.sleep(0.2)
+            own = JackServer(own.name)
+            while "audio: restarted" not in daemon.log():
+                assert time.monotonic() < deadline + 60, f"no restart:\n{daemon.log()}"
+                time.sleep(0.2)
+            c.send("/sao/play", "x")
+            addr, args = c.wait_reply("x", ("/sao/playing", "/sao/error"), timeout=10)
+            assert addr == "/sao/playing", args
+            c.close()
+        finally:
+            assert daemon.stop() == 0, daemon.log()
+    finally:
+        own.stop()
+        os.environ["JACK_DEFAULT_SERVER"] = name  # the other live tests' server

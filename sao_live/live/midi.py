@@ -62,7 +62,8 @@ def _open_port(port: str | None, api: str | None):
     try:
         rt = rtmidi.MidiIn(rtapi=rtapi, name=VIRTUAL_NAME)
     except Exception as err:  # noqa: BLE001 - rtmidi raises its own kinds
-        raise MidiError(f"MIDI API {api!r} is not available: {err}") from None
+        which = f"MIDI API {name}" if name else "MIDI (rtmidi's default API; --midi-api chooses another)"
+        raise MidiError(f"{which} is not available: {err}") from None
     try:
         if port is None:
             rt.open_virtual_port(VIRTUAL_NAME)

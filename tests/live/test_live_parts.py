@@ -197,3 +197,12 @@ def test_link_peer_sets_the_daemon_tempo(tmp_path, tiny_t5):
     assert result["bpm"] == pytest.approx(133.0, abs=0.01), result
     assert result["param_bpm"] == pytest.approx(133.0, abs=0.01), result
     assert [133.0, "link"] in [list(t) for t in result["tempo"]], result
+
+
+def test_midi_input_errors_name_what_was_asked_for(jack_server):
+    from sao_live.live.midi import MidiError, MidiIn
+
+    with pytest.raises(MidiError, match="MIDI API 'NO_SUCH_API' is not available"):
+        MidiIn.open(None, "NO_SUCH_API", None, print)
+    with pytest.raises(MidiError, match="matches no MIDI input"):
+        MidiIn.open("no such port anywhere", "UNIX_JACK", None, print)

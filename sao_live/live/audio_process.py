@@ -32,8 +32,8 @@ from .priority import raise_priority
 
 log = logging.getLogger(__name__)
 
-# status fields; the voices' active flags follow from ACTIVE on
-FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, ACTIVE = range(6)
+# status fields (HELD: clips this process holds, written by the reader); voices' active flags from ACTIVE on
+FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, HELD, ACTIVE = range(7)
 MAX_BLOCK = 8192  # the largest period the mixer is sized for
 RETIRE_GRACE = 1.0  # seconds a freed clip is kept after its last voice ended (a play may still be queued)
 
@@ -146,6 +146,7 @@ class AudioProcess:
                 return
             except Exception:  # noqa: BLE001 - a bad command must not stop the sound
                 log.exception("audio process: command %r failed", kind)
+            self.status[HELD] = len(self.clips) + len(self.retired)
 
     def _handle(self, kind: str, msg: tuple) -> None:
         m = self.mixer
@@ -181,6 +182,7 @@ class AudioProcess:
             elif now - heard < RETIRE_GRACE:
                 keep.append((clip, heard))
         self.retired = keep
+        self.status[HELD] = len(self.clips) + len(self.retired)
 
 
 def main(conn, status, device, voices: int, master_db: float, blocksize: int, nice: int, log_level: int) -> None:

@@ -228,6 +228,10 @@ class Player:
     def voices_playing(self) -> int:
         return int(self._status[audio_process.PLAYING])
 
+    def clips_held(self) -> int:
+        """Clips the audio process holds (freed ones included until their last voice has ended)."""
+        return int(self._status[audio_process.HELD])
+
     def close(self) -> None:
         if self.process is None:
             return

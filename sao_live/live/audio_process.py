@@ -131,6 +131,7 @@ class AudioProcess:
             if time.monotonic() - swept > 0.25:
                 self._sweep()
                 swept = time.monotonic()
+            self.status[HELD] = len(self.clips) + len(self.retired)
             try:
                 if not self.conn.poll(0.25):
                     continue
@@ -146,7 +147,6 @@ class AudioProcess:
                 return
             except Exception:  # noqa: BLE001 - a bad command must not stop the sound
                 log.exception("audio process: command %r failed", kind)
-            self.status[HELD] = len(self.clips) + len(self.retired)
 
     def _handle(self, kind: str, msg: tuple) -> None:
         m = self.mixer
@@ -182,7 +182,6 @@ class AudioProcess:
             elif now - heard < RETIRE_GRACE:
                 keep.append((clip, heard))
         self.retired = keep
-        self.status[HELD] = len(self.clips) + len(self.retired)
 
 
 def main(conn, status, device, voices: int, master_db: float, blocksize: int, nice: int, log_level: int) -> None:

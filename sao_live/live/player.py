@@ -43,7 +43,6 @@ class Take:
     """One playable clip, held by audio process `player` under `clip` (0: none), and where it came from."""
 
     clip: int
-    frames: int
     seed: int
     key: str
     loop_frames: int = 0  # 0: not a loop
@@ -114,14 +113,12 @@ class Player:
         self.process.start()
         child.close()
         try:
-            if not self._conn.poll(timeout):
-                raise NoAudioDevice(f"the audio process did not start within {timeout:.0f} s")
-            reply = self._conn.recv()
+            if self._conn.poll(timeout):
+                reply = self._conn.recv()
+            else:
+                reply = ("error", f"the audio process did not start within {timeout:.0f} s")
         except (EOFError, OSError):
             reply = ("error", f"the audio process stopped while opening the device (exit code {self.process.exitcode})")
-        except NoAudioDevice:
-            self.close()
-            raise
         if reply[0] != "ready":
             self.close()
             raise NoAudioDevice(reply[1])
@@ -145,7 +142,7 @@ class Player:
         data = memoryview(audio).cast("B")
         for offset in range(0, len(data), CHUNK_BYTES):
             self._send(("data", clip_id, offset), data[offset : offset + CHUNK_BYTES])
-        take = Take(clip_id, audio.shape[0], seed, key, loop_frames, self.serial)
+        take = Take(clip_id, seed, key, loop_frames, self.serial)
         weakref.finalize(take, self._freed.append, clip_id)  # sent with the next message: never from a finalizer
         return take
 

@@ -208,7 +208,7 @@ class Stage:
 
     async def _prepare(self, clip: Clip, loop_seconds: float | None = None) -> Take:
         if self.player is None:
-            return Take(0, 0, int(clip.seed), clip.key)
+            return Take(0, int(clip.seed), clip.key)
         p = self.player
         return await asyncio.get_running_loop().run_in_executor(
             self._pool, lambda: p.prepare(clip.path, int(clip.seed), clip.key, loop_seconds)

@@ -14,7 +14,11 @@ It only *calls* the reference. What it writes:
                          and stored as fp16 (exact); buffers (norm betas, inv_freq) stay fp32
     model_config.json    the config it was built from
     golden.safetensors   fp32 tensors (ids and masks int64), names listed in golden.json; every
-                         full generation keeps its latent, only one per model its decoded audio
+                         full generation keeps its latent, only one per model its decoded audio.
+                         T5 runs twice: in fp16 as the reference runs it (cond.prompt, cond.cross)
+                         and in fp32 (cond.prompt.fp32, cond.cross.fp32). fp16 results differ
+                         between CPU kernels by about one fp16 rounding, so every later stage
+                         (all full generations) is made with the fp32 T5 and compared tightly
     golden.json          every setting used, so a test can replay each tensor
 - published_keys.json    key -> shape of the reference state_dict for the published configs
 
@@ -24,6 +28,7 @@ Deterministic: every random draw comes from a fixed seed; re-running rewrites th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shutil
@@ -57,6 +62,7 @@ GEN_SEED = 42
 GEN_SAMPLE_SIZE = 32768
 SAMPLE_RATE = 44100
 ENCODE_SEED = 1234
+RHO = 2.5  # the polyexponential schedule's rho for the v-sampler goldens that need unequal steps
 T5_SEED = 0
 REINIT_SEED = {"small": 1000, "sao1": 1001}
 INPUT_SEED = {"small": 2000, "sao1": 2001}
@@ -383,6 +389,17 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
             "iterate_batch": pt.iterate_batch,
         }
 
+        # ---- T5 in fp32: conditioning again, and every full generation from here on. The fp16
+        # T5 above is what the reference runs; its results move with the CPU's fp16 kernels.
+        t5c.model.float()
+        cond32 = model.conditioner(meta, "cpu")
+        tensors["cond.prompt.fp32"] = f32(cond32["prompt"][0])
+        tensors["cond.cross.fp32"] = f32(model.get_conditioning_inputs(cond32)["cross_attn_cond"])
+        info["conditioning"]["fp32_t5"] = (
+            "cond.prompt.fp32 and cond.cross.fp32: the same call after the conditioner's T5 was cast "
+            "to fp32 (t5.model.float()); every full generation below uses this fp32 T5"
+        )
+
         # ---- full generations
         gens = gen_plan(kind)
         info["generations"] = {}
@@ -399,11 +416,13 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
 
             pt.decode = decode_hook
             try:
-                out = generate_diffusion_cond(model, **kwargs)
+                with capture_sigmas(captured):
+                    out = generate_diffusion_cond(model, **kwargs)
             finally:
                 del pt.decode  # back to the class method
+            tensors[f"gen.{name}.sigmas"] = f32(captured["sigmas"])
             check_sane(f"gen.{name}", out)
-            outputs = [f"gen.{name}.latent"]
+            outputs = [f"gen.{name}.latent", f"gen.{name}.sigmas"]
             if name == GEN_AUDIO_KEPT[kind]:
                 outputs.insert(0, f"gen.{name}")
                 tensors[f"gen.{name}"] = f32(out)
@@ -416,6 +435,7 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
                 "kwargs": replay,
                 "outputs": outputs,
                 "effective_sigma_max": effective_sigma_max(model, call),
+                "t5_dtype": "float32",
             }
             print(f"  gen.{name}: {tuple(out.shape)} std {out.std().item():.4g}")
 
@@ -434,6 +454,41 @@ def make_variant(kind: str, cfg_path: Path, out_dir: Path, t5_dir: Path) -> dict
     for f in ("model.safetensors", "model_config.json", "golden.safetensors", "golden.json"):
         print(f"  wrote {out_dir / f} ({(out_dir / f).stat().st_size:,} bytes)")
     return info
+
+
+SAMPLER_FUNCTIONS = {
+    "stable_audio_tools.inference.sampling": ("sample_discrete_euler", "sample_flow_dpmpp", "sample_flow_pingpong"),
+    "k_diffusion.sampling": ("sample_dpmpp_2m", "sample_dpmpp_2m_sde", "sample_dpmpp_3m_sde"),
+}
+
+
+@contextlib.contextmanager
+def capture_sigmas(captured: dict):
+    """Records the schedule the reference's sampler was handed (`captured["sigmas"]`).
+
+    The schedule is exp/sigmoid of fp32 values, so its last bits differ between CPUs; the SDE
+    samplers read a Brownian tree at these times, and W moves like sqrt(dt), so one ulp of a
+    sigma moves their noise by ~1e-3. The tests check the schedule on its own and replay the
+    samplers on these exact sigmas."""
+    import importlib
+
+    saved = []
+    for module_name, names in SAMPLER_FUNCTIONS.items():
+        module = importlib.import_module(module_name)
+        for fn_name in names:
+            original = getattr(module, fn_name)
+
+            def spy(model_fn, x, *args, _original=original, **kwargs):
+                captured["sigmas"] = (kwargs["sigmas"] if "sigmas" in kwargs else args[0]).detach().clone()
+                return _original(model_fn, x, *args, **kwargs)
+
+            saved.append((module, fn_name, original))
+            setattr(module, fn_name, spy)
+    try:
+        yield
+    finally:
+        for module, fn_name, original in saved:
+            setattr(module, fn_name, original)
 
 
 RNG_ORDER = [
@@ -475,6 +530,10 @@ def gen_plan(kind: str) -> dict:
             "dpmpp-3m-sde": dict(v, sampler_type="dpmpp-3m-sde", negative_conditioning=[neg]),
             "dpmpp-2m-sde": dict(v, sampler_type="dpmpp-2m-sde"),
             "dpmpp-2m": dict(v, sampler_type="dpmpp-2m"),
+            # rho != 1 makes the step sizes h unequal, so the multistep ratios (r, r0, r1) matter
+            "dpmpp-3m-sde-rho": dict(v, sampler_type="dpmpp-3m-sde", rho=RHO),
+            "dpmpp-2m-sde-rho": dict(v, sampler_type="dpmpp-2m-sde", rho=RHO),
+            "dpmpp-2m-rho": dict(v, sampler_type="dpmpp-2m", rho=RHO),
             # generate_diffusion_cond overrides sigma_max with init_noise_level: give both the same
             "a2a": dict(v, sampler_type="dpmpp-3m-sde", sigma_max=5.0, init_audio=True, init_noise_level=5.0),
         }
@@ -488,10 +547,26 @@ def gen_plan(kind: str) -> dict:
     }
 
 
+def cpu_description() -> dict:
+    """Which CPU made the data (fp16 results, and fp32 ones in the last bits, depend on it)."""
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"model": name, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def versions() -> dict:
     import transformers
 
     return {
+        "cpu": cpu_description(),
         "torch": torch.__version__,
         "stable-audio-tools": version("stable-audio-tools"),
         "k-diffusion": version("k-diffusion"),

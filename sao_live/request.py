@@ -111,6 +111,18 @@ def _export(value: Any) -> str | None:
     raise RequestError("bad_export", f"export must be 0, 1 or one of {', '.join(EXPORT_FORMATS)}, got {value!r}")
 
 
+@dataclass(eq=False)
+class Requester:
+    """Who waits for a request's clip: the reply address and the id to echo, and what they want done."""
+
+    host: str  # "" for the daemon's own requests (a set's pre-render)
+    port: int
+    id: int | str
+    priority: int = 0
+    export: str | None = None  # an EXPORT_FORMATS key, or None for no export
+    play: int = 0  # when done: 0 only reply, 1 play once (/sao/trigger), 2 play looped (/sao/loop)
+
+
 @dataclass(frozen=True)
 class Request:
     """One clip to make. Lengths in seconds; bars assume 4/4 (seconds = bars * 4 * 60 / bpm)."""

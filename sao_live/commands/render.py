@@ -47,11 +47,9 @@ def run(args) -> int:
 
     async def main() -> None:
         d = Daemon(settings)
-        d._exit = asyncio.Event()
-        d._force_exit = asyncio.Event()
         try:
             await d.startup()
-            await d.live.load_set(args.set_file, progress)
+            await d.load_set(args.set_file, progress)
         finally:
             await d.shutdown()
 

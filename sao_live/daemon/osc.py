@@ -1,10 +1,10 @@
-"""The `/sao/...` dispatcher: one table from address to handler (STYLE §4).
+"""The `/sao/...` dispatcher: one table from address to handler.
 
 `OscServer` is an asyncio datagram protocol that parses each datagram itself (so garbage
 gets an `/sao/error` instead of silence), handles every message of a bundle at once
 whatever its timetag, and calls the handler registered for the address. A handler parses
 the atoms (ints and floats interchangeable, prompts split over several atoms, TouchOSC's
-trailing 1/0), hands a validated value to the daemon, and returns; it never waits. Any
+trailing 1/0), hands a validated value to the controller, and returns; it never waits. Any
 `SaoLiveError` it raises becomes `/sao/error <id> <code> <message>` to the sender.
 The table of what each address takes and answers is `protocol.PROTOCOL`.
 """
@@ -13,31 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import SaoLiveError
-from ..live.stage import STAGE_PARAMS
+from ..live.sets import with_bpm
+from ..ranges import RANGES, in_range
 from ..request import RequestError, is_number, parse_osc
 from . import oscwire, protocol
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .controller import Context, Controller
+from .replies import Replies
 
 log = logging.getLogger(__name__)
-MAX_ROUTES = 1024  # /sao/hello registrations kept (the oldest go first)
-
-
-@dataclass
-class Context:
-    """Where one message came from, and the id to echo once the handler has read it."""
-
-    host: str
-    port: int  # the sender's source port (Max and Pd send from a random one)
-    address: str
-    id: int | str = ""
 
 
 def _norm_id(value) -> int | str:
@@ -60,81 +46,73 @@ def _take_id(ctx: Context, atoms: tuple) -> tuple:
 # ---------------------------------------------------------------- handlers
 
 
-def _request(d: Daemon, ctx: Context, atoms: tuple, trigger: bool) -> None:
+def _request(c: Controller, ctx: Context, atoms: tuple, trigger: bool) -> None:
     rest = _take_id(ctx, atoms)
-    request, flag = parse_osc(list(rest), d.service.params["bpm"])
+    request, flag = parse_osc(list(rest), c.bpm)
     if flag == 0:
         return  # TouchOSC's release of the button that sent the press
-    d.service.submit(ctx, request, trigger)
+    c.submit(ctx, request, trigger)
 
 
-def gen(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    _request(d, ctx, atoms, trigger=False)
+def gen(c: Controller, ctx: Context, atoms: tuple) -> None:
+    _request(c, ctx, atoms, trigger=False)
 
 
-def trigger(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    _request(d, ctx, atoms, trigger=True)
+def trigger(c: Controller, ctx: Context, atoms: tuple) -> None:
+    _request(c, ctx, atoms, trigger=True)
 
 
-def cancel(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def cancel(c: Controller, ctx: Context, atoms: tuple) -> None:
     if len(atoms) != 1:
         raise RequestError("bad_args", f"/sao/cancel takes one <id> or all, got {list(atoms)!r}"[:300])
     if atoms[0] == "all":
         ctx.id = "all"
-        d.service.cancel(ctx, None)
+        c.cancel(ctx, None)
     else:
         ctx.id = _norm_id(atoms[0])
-        d.service.cancel(ctx, ctx.id)
+        c.cancel(ctx, ctx.id)
 
 
-def status(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    d.spawn(d.service.status(ctx))
+def status(c: Controller, ctx: Context, atoms: tuple) -> None:
+    c.status(ctx)
 
 
-def ping(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    d.reply(ctx, "/sao/pong", *atoms)
+def ping(c: Controller, ctx: Context, atoms: tuple) -> None:
+    c.reply(ctx, "/sao/pong", *atoms)
 
 
-def hello(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def hello(c: Controller, ctx: Context, atoms: tuple) -> None:
     port = atoms[0] if len(atoms) == 1 else None
     if isinstance(port, float) and port.is_integer():
         port = int(port)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise RequestError("bad_port", f"/sao/hello takes one port in [0, 65535], got {list(atoms)!r}"[:300])
-    d.server.register(ctx, port)
-    d.reply(ctx, "/sao/ready", int(d.worker_ready), d.settings.model)
+    c.hello(ctx, port)
 
 
-def set_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def set_param(c: Controller, ctx: Context, atoms: tuple) -> None:
     name = ctx.address[len("/sao/set/") :]
     if len(atoms) != 1:
         raise RequestError("bad_value", f"/sao/set/{name} takes one value, got {list(atoms)!r}"[:300])
-    if name in STAGE_PARAMS:
-        d.live.set_param(name, atoms[0])
-    else:
-        d.service.params.set(name, atoms[0], d.service.model)
-        if name == "bpm" and d.live.tempo.source == "fixed":
-            d.live.tempo.set_bpm(d.service.params["bpm"])
-    get_param(d, ctx, ())
+    c.set_param(name, atoms[0])
+    get_param(c, ctx, ())
 
 
-def get_param(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def get_param(c: Controller, ctx: Context, atoms: tuple) -> None:
     name = ctx.address[len("/sao/get/") :]
-    if name in STAGE_PARAMS:
-        d.reply(ctx, "/sao/value", name, d.live.get_param(name))
-    else:
-        d.reply(ctx, "/sao/value", name, d.service.params.get(name, d.service.model))
+    c.reply(ctx, "/sao/value", name, c.get_param(name))
 
 
-def info(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def info(c: Controller, ctx: Context, atoms: tuple) -> None:
     for row in protocol.PROTOCOL:
-        d.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)
-    d.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL))
+        c.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)
+    c.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL))
 
 
-def _gain(value, name: str = "gain", code: str = "bad_gain", hi: float = 4.0) -> float:
-    if not is_number(value) or not 0 <= value <= hi:
-        raise RequestError(code, f"{name} must be a number in [0, {hi:g}], got {value!r}")
+def _gain(value, name: str = "gain", code: str = "bad_gain") -> float:
+    if not in_range(name, value):
+        lo, hi = RANGES[name]
+        raise RequestError(code, f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
     return float(value)
 
 
@@ -145,26 +123,23 @@ def _target(value):
     return _norm_id(value)
 
 
-def play(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def play(c: Controller, ctx: Context, atoms: tuple) -> None:
     if not 1 <= len(atoms) <= 2:
         raise RequestError("bad_args", f"/sao/play takes <id|pad<n>> [gain], got {list(atoms)!r}"[:300])
     ctx.id = _target(atoms[0])
     gain = _gain(atoms[1]) if len(atoms) == 2 else 1.0
-    if isinstance(ctx.id, str) and ctx.id.startswith("pad"):
-        voice, take, nearest = d.live.hit(int(ctx.id[3:]), gain=gain)
-    else:
-        (voice, take), nearest = d.live.play_id(ctx.id, gain), False
-    d.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+    voice, take, nearest = c.play(ctx.id, gain)
+    c.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
 
 
-def stop(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def stop(c: Controller, ctx: Context, atoms: tuple) -> None:
     if len(atoms) != 1:
         raise RequestError("bad_args", f"/sao/stop takes one <id>, pad<n> or all, got {list(atoms)!r}"[:300])
     ctx.id = "all" if atoms[0] == "all" else _target(atoms[0])
-    d.reply(ctx, "/sao/stopped", ctx.id, d.live.stop(ctx.id))
+    c.reply(ctx, "/sao/stopped", ctx.id, c.stop(ctx.id))
 
 
-def pad(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def pad(c: Controller, ctx: Context, atoms: tuple) -> None:
     number = ctx.address[len("/sao/pad/") :]
     ctx.id = f"pad{number}"
     if not number.isdigit():
@@ -174,17 +149,15 @@ def pad(d: Daemon, ctx: Context, atoms: tuple) -> None:
     velocity = atoms[0] if atoms else 1.0
     if len(atoms) == 2 and atoms[1] == 0:
         velocity = 0  # TouchOSC's release
-    velocity = _gain(velocity, "velocity", "bad_velocity", 127.0)
+    velocity = _gain(velocity, "velocity", "bad_velocity")
     if velocity == 0:
-        d.live.release(int(number))
+        c.release(int(number))
         return
-    voice, take, nearest = d.live.hit(int(number), velocity if velocity <= 1 else velocity / 127.0)
-    d.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+    voice, take, nearest = c.hit(int(number), velocity if velocity <= 1 else velocity / 127.0)
+    c.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
 
 
-def loop(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    from ..live.sets import with_bpm
-
+def loop(c: Controller, ctx: Context, atoms: tuple) -> None:
     rest = list(_take_id(ctx, atoms))
     words = []
     while rest and isinstance(rest[0], str):
@@ -193,39 +166,29 @@ def loop(d: Daemon, ctx: Context, atoms: tuple) -> None:
         raise RequestError("bad_bars", f"/sao/loop needs <prompt...> <bars> [bpm], got {list(atoms)!r}"[:300])
     bars = rest.pop(0)
     bpm = rest.pop(0) if rest and is_number(rest[0]) and not (len(rest) == 1 and rest[0] in (0, 1)) else None
-    bpm = d.service.params["bpm"] if bpm is None else bpm
-    if not is_number(bpm) or not 20 <= bpm <= 400:
-        raise RequestError("bad_bpm", f"bpm must be a number in [20, 400], got {bpm!r}")
+    bpm = c.bpm if bpm is None else bpm
+    if not in_range("bpm", bpm):
+        lo, hi = RANGES["bpm"]
+        raise RequestError("bad_bpm", f"bpm must be a number in [{lo:g}, {hi:g}], got {bpm!r}")
     prompt = with_bpm(" ".join(words), bpm) if "".join(words).strip() else ""
-    request, flag = parse_osc([prompt, 0, "bars", bars, "bpm", bpm, *rest], d.service.params["bpm"])
+    request, flag = parse_osc([prompt, 0, "bars", bars, "bpm", bpm, *rest], c.bpm)
     if flag == 0:
         return
-    d.live._need_audio()
-    d.service.submit(ctx, request, trigger=True, play=2)
+    c.need_audio()
+    c.submit(ctx, request, trigger=True, play=2)
 
 
-def bank(d: Daemon, ctx: Context, atoms: tuple) -> None:
+def bank(c: Controller, ctx: Context, atoms: tuple) -> None:
     if len(atoms) != 1:
         raise RequestError("bad_value", f"/sao/bank takes one bank number, got {list(atoms)!r}"[:300])
-    d.reply(ctx, "/sao/value", "bank", d.live.set_bank(atoms[0]))
+    c.reply(ctx, "/sao/value", "bank", c.set_bank(atoms[0]))
 
 
-def load(d: Daemon, ctx: Context, atoms: tuple) -> None:
-    from ..live.sets import SetError
-
+def load(c: Controller, ctx: Context, atoms: tuple) -> None:
     if len(atoms) != 1 or not isinstance(atoms[0], str):
         raise RequestError("bad_args", f"/sao/load takes one set file path, got {list(atoms)!r}"[:300])
     ctx.id = atoms[0][:64]
-
-    async def run():
-        try:
-            live = await d.live.load_set(atoms[0])
-        except SetError as err:
-            d.server.reject(ctx, err)
-            return
-        d.reply(ctx, "/sao/loaded", live.name, len(live.pads), len(live.banks))
-
-    d.spawn(run())
+    c.load(ctx, atoms[0])
 
 
 HANDLERS = {
@@ -279,18 +242,17 @@ class _RateLimitedLog:
 
 
 class OscServer(asyncio.DatagramProtocol):
-    """Datagrams in, to the handlers; replies out, to where each sender asked for them."""
+    """Datagrams in, parsed and dispatched to the handlers; answers go out through `Replies`."""
 
-    def __init__(self, daemon: Daemon, reply_port: int):
-        self.daemon = daemon
-        self.reply_port = reply_port
+    def __init__(self, controller: Controller, replies: Replies):
+        self.controller = controller
+        self.replies = replies
         self.transport: asyncio.DatagramTransport | None = None
         self.bad = _RateLimitedLog()
-        self._routes: dict[tuple[str, int], int] = {}  # (host, source port) -> reply port, from /sao/hello
-        self._host_ports: dict[str, int] = {}  # host -> reply port, from its latest /sao/hello
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.replies.transport = transport
 
     def error_received(self, exc) -> None:  # e.g. ICMP port unreachable for a reply nobody listens to
         log.debug("OSC socket: %s", exc)
@@ -313,52 +275,14 @@ class OscServer(asyncio.DatagramProtocol):
         try:
             if handler is None:
                 raise RequestError("unknown_address", f"no handler for {ctx.address[:80]!r}; /sao/info lists them")
-            handler(self.daemon, ctx, atoms)
+            handler(self.controller, ctx, atoms)
         except SaoLiveError as err:
             self.reject(ctx, err)
         except Exception as err:  # a bug: answer, log it, keep serving
             log.exception("handler for %s failed", ctx.address)
             self.reject(ctx, RequestError("internal", f"internal error: {type(err).__name__}: {err}"))
 
-    # ------------------------------------------------------------ replies
-
-    def target(self, host: str, port: int) -> tuple[str, int]:
-        """Where replies to a sender go: its /sao/hello port, else its host's, else the reply port."""
-        reply = self._routes.get((host, port))
-        if reply is None:
-            reply = self._host_ports.get(host, self.reply_port)
-        return host, reply
-
-    def register(self, ctx: Context, port: int) -> None:
-        """`/sao/hello <port>`: for this socket, and (unless 0: its own port) for its whole host."""
-        for table in (self._routes, self._host_ports):
-            if len(table) >= MAX_ROUTES:
-                table.pop(next(iter(table)))  # the oldest
-        self._routes[(ctx.host, ctx.port)] = port or ctx.port
-        if port:
-            self._host_ports[ctx.host] = port
-
-    def send(self, target: tuple[str, int], address: str, *args) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        try:
-            data = oscwire.encode(address, *args)
-        except (TypeError, ValueError, struct.error) as err:  # a value OSC cannot carry: a bug, not the client's
-            log.error("cannot encode %s %r: %s", address, args, err)
-            return
-        try:
-            self.transport.sendto(data, target)
-        except OSError as err:
-            log.debug("reply %s to %s failed: %s", address, target, err)
-
-    def announce(self, address: str, *args) -> None:
-        """To the local reply port and every client that said hello."""
-        targets = {("127.0.0.1", self.reply_port), *self._host_ports.items()}
-        targets.update((host, port) for (host, _), port in self._routes.items())
-        for target in targets:
-            self.send(target, address, *args)
-
     def reject(self, ctx: Context, err: SaoLiveError) -> None:
         message = str(err)[:300]
         self.bad.warning("%s from %s:%d rejected: %s (%s)", ctx.address[:80], ctx.host, ctx.port, message, err.code)
-        self.daemon.reply(ctx, "/sao/error", ctx.id, err.code, message)
+        self.replies.reply(ctx.host, ctx.port, "/sao/error", ctx.id, err.code, message)

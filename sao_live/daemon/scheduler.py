@@ -1,4 +1,4 @@
-"""The Scheduler: which job the worker runs next (DESIGN §1).
+"""The Scheduler: which job the worker runs next (docs/architecture.md).
 
 Plain data, no IO and no asyncio, so its rules are easy to test: jobs are ordered by
 priority (0 play now, 1 pre-render, 2 background refill), then by arrival; a request
@@ -14,23 +14,11 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..errors import SaoLiveError
-from ..request import Request
+from ..request import Request, Requester
 
 
 class Busy(SaoLiveError):
     code = "busy"
-
-
-@dataclass(eq=False)
-class Requester:
-    """Who waits for a job: the reply address and the id to echo, and what they want done."""
-
-    host: str
-    port: int
-    id: int | str
-    priority: int = 0
-    export: str | None = None  # an EXPORT_FORMATS key, or None for no export
-    play: int = 0  # when done: 0 only reply, 1 play once (/sao/trigger), 2 play looped (/sao/loop)
 
 
 @dataclass(eq=False)

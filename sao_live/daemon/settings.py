@@ -17,6 +17,7 @@ from typing import Any
 from platformdirs import user_cache_dir, user_config_dir
 
 from ..errors import SaoLiveError
+from ..live.tempo import Tempo
 from ..request import EXPORT_FORMATS, ModelInfo, Request, RequestError
 
 if sys.version_info >= (3, 11):
@@ -159,19 +160,24 @@ class Settings:
 class LiveParams:
     """The settings `/sao/set/<param>` changes while the daemon runs (until it stops).
 
-    steps, cfg and sampler are None until set: the model card's defaults apply.
+    steps, cfg and sampler are None until set: the model card's defaults apply. bpm belongs to
+    the one Tempo (live/tempo.py): it is read and set there, checked here like the others.
     """
 
-    def __init__(self, settings: Settings):
-        self.values: dict[str, Any] = dict(bpm=settings.bpm, steps=None, cfg=None, sampler=None,
+    def __init__(self, settings: Settings, tempo: Tempo):
+        self.tempo = tempo
+        self.values: dict[str, Any] = dict(steps=None, cfg=None, sampler=None,
                                            export=settings.export, export_format=settings.export_format)  # fmt: skip
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
 
     def get(self, name: str, model: ModelInfo | None) -> Any:
+        if name == "bpm":
+            return self.tempo.bpm
         if name not in self.values:
-            raise RequestError("unknown_param", f"no setting {name!r}; settings: {', '.join(self.values)}")
+            names = ", ".join(["bpm", *self.values])
+            raise RequestError("unknown_param", f"no setting {name!r}; settings: {names}")
         value = self.values[name]
         if value is None:  # the model's default
             value = getattr(model, name) if model else 0
@@ -195,4 +201,7 @@ class LiveParams:
                     raise RequestError("bad_value", f"sampler must be one of {', '.join(model.samplers)}")
         except RequestError as err:
             raise RequestError("bad_value", f"/sao/set/{name}: {err}") from None
-        self.values[name] = value
+        if name == "bpm":
+            self.tempo.set_bpm(value)
+        else:
+            self.values[name] = value

@@ -18,8 +18,9 @@ import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from ..events import Clip
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,6 @@ CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, request TEXT NOT NULL, re
     created REAL NOT NULL);
 """
 _COLUMNS = "key, family, bytes, sha256, seconds, seed, sample_rate, request, created, last_used, pinned"
-
-
-@dataclass(frozen=True)
-class Clip:
-    key: str
-    family: str
-    path: Path
-    bytes: int
-    sha256: str
-    seconds: float
-    seed: int
-    sample_rate: int
-    request: dict
-    created: float
-    last_used: float
-    pinned: bool = False
 
 
 def file_sha256(path: Path) -> str:

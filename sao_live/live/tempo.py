@@ -10,19 +10,29 @@ monotonic clock and the mixer's frame counter. Every method runs on the event lo
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import math
 import time
 
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+
 log = logging.getLogger(__name__)
 PPQN = 24
-UNITS = {"off": 0, "beat": 1, "bar": 4}
+
+
+def _no_player_clock() -> tuple[int, float]:
+    return 0, time.monotonic()
 
 
 class Tempo:
-    def __init__(self, bpm: float, rate: int, frame_clock, source: str = "fixed"):
-        """`frame_clock()` returns (frame, monotonic seconds) of the mixer's clock now."""
+    """The one owner of the tempo: every reader of bpm (requests with bars, loop lengths, pad
+    refills, /sao/get/bpm, quantised launch) asks this object."""
+
+    def __init__(self, bpm: float, rate: int = 48000, frame_clock=_no_player_clock, source: str = "fixed"):
+        """`frame_clock()` returns (frame, monotonic seconds) of the mixer's clock now (the audio
+        supervisor sets it and `rate` once a player runs)."""
         self.bpm = float(bpm)
         self.rate = rate
         self.frame_clock = frame_clock
@@ -32,16 +42,20 @@ class Tempo:
         self._ticks: collections.deque = collections.deque(maxlen=PPQN + 1)
         self._tick_count = 0
         self.link = None
+        self._clock_bpm: float | None = None  # MIDI clock's measured tempo, for the beat grid
 
     def frames_per_beat(self) -> float:
-        return self.rate * 60.0 / self.bpm
+        bpm = self._clock_bpm if self.source == "midi" and self._clock_bpm else self.bpm
+        return self.rate * 60.0 / bpm
 
     def set_bpm(self, bpm: float) -> None:
-        """A new fixed tempo keeps the current beat position continuous."""
+        """A new tempo (a fixed tempo's beat position stays continuous); the clock or Link
+        source, if one runs, sets it again on its next change."""
         frame, _ = self.frame_clock()
         beat = self.beat(frame)
         self.bpm = float(bpm)
-        self.anchor = frame - beat * self.frames_per_beat()
+        if self.source == "fixed":
+            self.anchor = frame - beat * self.frames_per_beat()
 
     def beat(self, frame: float) -> float:
         if self.source == "link" and self.link is not None:
@@ -51,17 +65,32 @@ class Tempo:
 
     def next_boundary(self, frame: int, quantize: str) -> int:
         """The first frame at or after `frame` on the beat/bar grid; `frame` itself when off."""
-        unit = UNITS[quantize]
+        unit = QUANTIZE_UNITS[quantize]
         if not unit or not self.running:
             return frame
         beat = self.beat(frame)
         target = math.ceil(beat / unit - 1e-9) * unit
         return int(round(frame + (target - beat) * self.frames_per_beat()))
 
+    async def use_source(self, source: str) -> None:
+        """Follows `source` (TEMPO_SOURCES) from now on; link joins a Link session first (fixed
+        when the optional aalink package is missing)."""
+        if source not in TEMPO_SOURCES:
+            raise ValueError(f"tempo source must be one of {', '.join(TEMPO_SOURCES)}, got {source!r}")
+        if source == "link" and self.link is None:
+            try:
+                await self.start_link(asyncio.get_running_loop())
+            except ImportError:
+                log.warning(
+                    "tempo_source link needs the optional aalink package (pip install sao-live[link]); fixed tempo"
+                )
+                source = "fixed"
+        self.source = source
+
     # ------------------------------------------------------------ MIDI clock
 
     def midi_tick(self) -> float | None:
-        """One clock message; returns the new bpm once a beat's worth of ticks has arrived."""
+        """One clock message; returns the new bpm when it moved by more than 0.5 (measured over up to a beat)."""
         now = time.monotonic()
         frame, t = self.frame_clock()
         self._ticks.append(now)
@@ -70,11 +99,16 @@ class Tempo:
             return None
         span = self._ticks[-1] - self._ticks[0]
         bpm = 60.0 * (len(self._ticks) - 1) / (PPQN * span) if span > 0 else self.bpm
-        if self.source == "midi" and 20 <= bpm <= 400:
-            self.bpm = bpm
-            tick_frame = frame + (now - t) * self.rate
-            self.anchor = tick_frame - (self._tick_count - 1) / PPQN * self.frames_per_beat()
-        return bpm if len(self._ticks) == self._ticks.maxlen else None
+        if self.source != "midi" or not 20 <= bpm <= 400:
+            return None
+        self._clock_bpm = bpm  # the grid follows the clock exactly...
+        tick_frame = frame + (now - t) * self.rate
+        self.anchor = tick_frame - (self._tick_count - 1) / PPQN * self.frames_per_beat()
+        # ...while the bpm everyone reads moves only by more than 0.5, so loops keep hitting the cache
+        if abs(bpm - self.bpm) > 0.5:
+            self.bpm = round(bpm, 2)
+            return self.bpm
+        return None
 
     def midi_start(self) -> None:
         self._ticks.clear()

@@ -76,10 +76,14 @@ def test_setting_types(tmp_path, text, phrase):
 
 def test_live_params_check_values_like_requests():
     from sao_live.daemon.settings import LiveParams
+    from sao_live.live.tempo import Tempo
     from sao_live.request import ModelInfo, RequestError
 
     model = ModelInfo("tiny", "fp", 2.97, 44100, "rf", 8, 1.0, "pingpong", ("pingpong", "euler"))
-    params = LiveParams(Settings())
+    tempo = Tempo(120.0)
+    params = LiveParams(Settings(), tempo)
+    params.set("bpm", 90, model)  # bpm lives in the one Tempo
+    assert tempo.bpm == 90.0 and params.get("bpm", model) == 90.0
     assert params.get("steps", model) == 8 and params.get("export", model) == 1
     params.set("steps", 4.0, model)
     params.set("sampler", "euler", model)

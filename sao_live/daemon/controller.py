@@ -1,0 +1,128 @@
+"""What the OSC handlers act on: the clip service and the live stage, behind one small object.
+
+A handler parses a message's atoms and calls one method here; the controller knows where the
+sender's replies go (`Replies`), which part owns what (requests and their settings: the clip
+service; pads, playback and the live settings: the stage; bpm: the one Tempo) and what
+`/sao/status` adds up. It never waits: slow work runs in a task of the runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..live.sets import SetError
+from ..live.stage import STAGE_PARAMS, Stage
+from ..request import Request
+from ..runtime import Runtime
+from .replies import Replies
+from .service import ClipService
+from .workers import WorkerSupervisor
+
+if TYPE_CHECKING:
+    from ..live.player import Take
+
+
+@dataclass
+class Context:
+    """Where one message came from, and the id to echo once the handler has read it."""
+
+    host: str
+    port: int  # the sender's source port (Max and Pd send from a random one)
+    address: str
+    id: int | str = ""
+
+
+class Controller:
+    def __init__(
+        self,
+        service: ClipService,
+        stage: Stage,
+        replies: Replies,
+        workers: WorkerSupervisor,
+        runtime: Runtime,
+        model_name: str,
+    ):
+        self.service = service
+        self.stage = stage
+        self.replies = replies
+        self.workers = workers
+        self.runtime = runtime
+        self.model_name = model_name
+
+    def reply(self, ctx: Context, address: str, *args) -> None:
+        self.replies.reply(ctx.host, ctx.port, address, *args)
+
+    @property
+    def bpm(self) -> float:
+        return self.stage.tempo.bpm
+
+    # ------------------------------------------------------------ requests
+
+    def submit(self, ctx: Context, request: Request, trigger: bool, play: int = 0) -> None:
+        host, port = self.replies.target(ctx.host, ctx.port)
+        self.service.submit(host, port, ctx.id, request, trigger, play)
+
+    def cancel(self, ctx: Context, id: int | str | None) -> None:
+        count = self.service.cancel(ctx.host, id)
+        self.reply(ctx, "/sao/cancelled", "all" if id is None else id, count)
+
+    def status(self, ctx: Context) -> None:
+        async def answer():
+            self.reply(ctx, "/sao/status", *await self.service.status(), *self.stage.status())
+
+        self.runtime.spawn(answer())
+
+    def hello(self, ctx: Context, port: int) -> None:
+        self.replies.register(ctx.host, ctx.port, port)
+        self.reply(ctx, "/sao/ready", int(self.workers.ready), self.model_name)
+
+    # ------------------------------------------------------------ settings
+
+    def set_param(self, name: str, value) -> None:
+        if name in STAGE_PARAMS:
+            self.stage.set_param(name, value)
+        else:
+            self.service.params.set(name, value, self.service.model)
+
+    def get_param(self, name: str):
+        if name in STAGE_PARAMS:
+            return self.stage.get_param(name)
+        return self.service.params.get(name, self.service.model)
+
+    # ------------------------------------------------------------ the stage
+
+    def need_audio(self) -> None:
+        self.stage.audio.need()
+
+    def play(self, target, gain: float) -> tuple[int, Take, bool]:
+        """(voice, take, nearest) for `pad<n>` or a request id."""
+        if isinstance(target, str) and target.startswith("pad"):
+            return self.stage.pads.hit(int(target[3:]), gain=gain)
+        voice, take = self.stage.pads.play_id(target, gain)
+        return voice, take, False
+
+    def hit(self, number: int, velocity: float) -> tuple[int, Take, bool]:
+        return self.stage.pads.hit(number, velocity)
+
+    def release(self, number: int) -> None:
+        self.stage.pads.release(number)
+
+    def stop(self, target) -> int:
+        return self.stage.pads.stop(target)
+
+    def set_bank(self, bank) -> int:
+        return self.stage.pads.set_bank(bank)
+
+    def load(self, ctx: Context, path: str) -> None:
+        """Loads a set in the background; `/sao/loaded` when it is ready, `/sao/error` if not."""
+
+        async def run():
+            try:
+                live = await self.stage.pads.load_set(path)
+            except SetError as err:
+                self.reply(ctx, "/sao/error", ctx.id, err.code, str(err)[:300])
+                return
+            self.reply(ctx, "/sao/loaded", live.name, len(live.pads), len(live.banks))
+
+        self.runtime.spawn(run())

@@ -1,0 +1,280 @@
+"""The pad bank: the loaded set, its pads' pools of ready takes, and takes kept by request id.
+
+Pads keep a pool of ready takes (seeds). A pad with variations > 1 plays the next take of its
+pool and asks for a new one in the background (priority refill); when the pool is empty it
+plays the take it played last (the nearest ready one) and says so (`/sao/fallback`). A pad
+with one variation always plays its one take.
+
+Clips come in through `obtain(request)` (a future for the clip, from the clip service) and the
+event bus (`on_event`: a finished clip for `/sao/play <id>`, played at once for a trigger or a
+loop). Loop lengths and the prompt's tempo follow the one Tempo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..events import ClipReady, Event
+from ..musical_time import bars_to_seconds
+from ..request import Request, RequestError
+from ..runtime import Runtime
+from .audio_supervisor import AudioSupervisor
+from .mixer import LOOP, MODES
+from .player import Take
+from .sets import LiveSet, Pad, SetError, load_set
+from .tempo import Tempo
+
+log = logging.getLogger(__name__)
+MAX_ID_TAKES = 64  # takes kept for /sao/play <id>, most recent
+
+
+@dataclass
+class PadState:
+    pad: Pad
+    pool: collections.deque = field(default_factory=collections.deque)  # ready, unplayed takes
+    last: Take | None = None
+    next_seed: int = 0
+    refilling: int = 0
+
+
+class PadBank:
+    def __init__(
+        self,
+        runtime: Runtime,
+        replies,
+        tempo: Tempo,
+        audio: AudioSupervisor,
+        obtain: Callable[[Request], asyncio.Future],
+        resolve: Callable[[Request], Request],
+        quantize: str = "off",
+        velocity_curve: float = 1.5,
+    ):
+        self.runtime = runtime
+        self.replies = replies  # send(target, address, *args) and announce(address, *args)
+        self.tempo = tempo
+        self.audio = audio
+        self.obtain = obtain  # the clip service's: a future for a request's clip
+        self.resolve = resolve  # checks a request against the loaded model (RequestError if it cannot be made)
+        self.quantize = quantize
+        self.velocity_curve = velocity_curve
+        self.set: LiveSet | None = None
+        self.bank = 0
+        self.pads: dict[tuple[int, int], PadState] = {}
+        self.by_id: collections.OrderedDict = collections.OrderedDict()  # request id -> Take
+        self._loading = False
+        audio.holders.append(self)
+
+    # ------------------------------------------------------------ clips by request id
+
+    def on_event(self, event: Event) -> None:
+        """The bus subscriber: a client's finished clip is kept for /sao/play, played now when asked."""
+        if isinstance(event, ClipReady) and event.requester.host and self.audio.player is not None:
+            self.runtime.spawn(self._keep(event))
+
+    async def _keep(self, event: ClipReady) -> None:
+        r, clip = event.requester, event.clip
+        request = clip.request or {}
+        bars, bpm = request.get("bars"), request.get("bpm")
+        take = await self.audio.prepare(clip, bars_to_seconds(bars, bpm) if bars else None)
+        self.by_id[r.id] = take
+        self.by_id.move_to_end(r.id)
+        while len(self.by_id) > MAX_ID_TAKES:
+            self.by_id.popitem(last=False)
+        player = self.audio.player
+        if r.play and player is not None:
+            mode = LOOP if r.play == 2 else MODES["oneshot"]
+            quantize = ("bar" if self.quantize == "off" else self.quantize) if r.play == 2 else self.quantize
+            voice = player.play(take, 1.0, mode, 0, f"id:{r.id}", self.audio.start_frame(quantize))
+            self.replies.send((r.host, r.port), "/sao/playing", r.id, voice, take.seed, 0)
+
+    def play_id(self, rid, gain: float) -> tuple[int, Take]:
+        player = self.audio.need()
+        take = self.by_id.get(rid)
+        if take is None:
+            raise RequestError("unknown_id", f"no finished clip under id {rid!r}; /sao/gen or /sao/trigger it first")
+        mode = LOOP if take.loop_frames else MODES["oneshot"]
+        return player.play(take, gain, mode, 0, f"id:{rid}", self.audio.start_frame(self.quantize)), take
+
+    def stop(self, target) -> int:
+        """Stops `all`, a pad (`pad<n>`) or a request id's voices; returns how many."""
+        player = self.audio.need()
+        if target == "all":
+            return player.stop(None)
+        if isinstance(target, str) and target.startswith("pad") and target[3:].isdigit():
+            return player.stop(self._tag(self._pad(int(target[3:]))))
+        return player.stop(f"id:{target}")
+
+    # ------------------------------------------------------------ pads
+
+    def _pad(self, index: int) -> Pad:
+        if self.set is None:
+            raise RequestError("no_set", "no set is loaded; /sao/load <path> or sao-live serve --set FILE")
+        bank = self.set.banks[self.bank]
+        if not 1 <= index <= len(bank):
+            raise RequestError("unknown_pad", f"pad must be in [1, {len(bank)}] in bank {self.bank}, got {index!r}")
+        return bank[index - 1]
+
+    def pad_for_note(self, note: int) -> Pad | None:
+        if self.set is None:
+            return None
+        return next((pad for pad in self.set.banks[self.bank] if pad.note == note), None)
+
+    @staticmethod
+    def _tag(pad: Pad) -> str:
+        return f"pad:{pad.bank}:{pad.index}"
+
+    def velocity_gain(self, velocity: float) -> float:
+        """Velocity 0..1 -> gain: a power curve (velocity_curve 1 is linear, 2 is softer at low velocities)."""
+        return float(min(1.0, max(0.0, velocity)) ** self.velocity_curve)
+
+    def hit(self, index: int, velocity: float = 1.0, gain: float | None = None) -> tuple[int, Take, bool]:
+        """Plays pad `index` (1-based, current bank); returns (voice, take, nearest)."""
+        pad = self._pad(index)
+        player = self.audio.need()
+        state = self.pads[(pad.bank, pad.index)]
+        nearest = False
+        if pad.variations == 1 or not state.pool:
+            take = state.last
+            nearest = pad.variations > 1
+            if take is None:
+                raise RequestError("not_rendered", f"{pad.name} ({pad.prompt[:40]!r}) has no ready take yet")
+        else:
+            take = state.pool.popleft()
+            state.last = take
+        if pad.variations > 1 and len(state.pool) + state.refilling < pad.variations:
+            self.runtime.spawn(self._refill(state))
+        g = pad.gain * (self.velocity_gain(velocity) if gain is None else gain)
+        quantize = pad.quantize or ("bar" if pad.mode == "loop" and self.quantize != "off" else self.quantize)
+        voice = player.play(take, g, MODES[pad.mode], pad.choke, self._tag(pad), self.audio.start_frame(quantize))
+        if nearest:
+            self.replies.announce("/sao/fallback", pad.name, take.seed)
+        return voice, take, nearest
+
+    def release(self, index: int) -> None:
+        pad = self._pad(index)
+        if pad.mode == "gate" and self.audio.player is not None:
+            self.audio.player.stop(self._tag(pad), gate_only=True)
+
+    def _loop_seconds(self, pad: Pad, bpm: float) -> float | None:
+        return bars_to_seconds(pad.bars, bpm) if pad.bars else None
+
+    async def _refill(self, state: PadState) -> None:
+        state.refilling += 1
+        seed, state.next_seed = state.next_seed, state.next_seed + 1
+        bpm = round(self.tempo.bpm, 3)  # the tempo now: a loop refilled after a change fits the new one
+        try:
+            clip = await self.obtain(state.pad.request(seed, bpm, priority=2))
+            state.pool.append(await self.audio.prepare(clip, self._loop_seconds(state.pad, bpm)))
+        except Exception as err:  # noqa: BLE001 - a refill that fails leaves the pool as it is
+            log.warning("refilling %s failed: %s", state.pad.name, err)
+        finally:
+            state.refilling -= 1
+
+    def set_bank(self, bank) -> int:
+        if self.set is None:
+            raise RequestError("no_set", "no set is loaded")
+        if isinstance(bank, float) and bank.is_integer():
+            bank = int(bank)
+        if not isinstance(bank, int) or isinstance(bank, bool) or not 0 <= bank < len(self.set.banks):
+            raise RequestError("bad_value", f"bank must be in [0, {len(self.set.banks) - 1}], got {bank!r}")
+        self.bank = bank
+        return bank
+
+    def regenerate(self, index: int) -> None:
+        """New seeds for a pad's whole pool (its current take keeps playing until they are ready)."""
+        pad = self._pad(index)
+        state = self.pads[(pad.bank, pad.index)]
+        state.pool.clear()
+        for _ in range(state.pad.variations):
+            self.runtime.spawn(self._refill(state))
+
+    def next_variation(self, index: int) -> None:
+        """Drops the pad's next take (so the one after plays) and asks for a new one."""
+        state = self.pads.get((self.bank, index))
+        if state and state.pool:
+            state.pool.popleft()
+            self.runtime.spawn(self._refill(state))
+
+    def stop_all(self) -> None:
+        if self.audio.player is not None:
+            self.audio.player.stop(None)
+
+    # ------------------------------------------------------------ sets
+
+    async def load_set(self, path, progress=None) -> LiveSet:
+        """Reads, checks and pre-renders a set, then makes it the running one (SetError: the old one stays).
+
+        The set's tempo source applies from then on; with a fixed tempo its bpm becomes the tempo."""
+        if self._loading:
+            raise SetError("a set is already loading; wait for /sao/loaded")
+        self._loading = True
+        try:
+            live = await self.runtime.in_thread(load_set, path)
+            bpm = live.bpm if live.tempo_source == "fixed" else round(self.tempo.bpm, 3)
+            work = []
+            for pad in live.pads:
+                for seed in pad.seeds:
+                    try:
+                        self.resolve(pad.request(seed, bpm))
+                    except RequestError as err:
+                        raise SetError(f"{live.path}: bank {pad.bank} {pad.name} (note {pad.note}): {err}") from None
+                    work.append((pad, seed))
+            states = {(p.bank, p.index): PadState(p, next_seed=p.seeds[-1] + 1) for p in live.pads}
+            total = len(work)
+            self.replies.announce("/sao/render", live.name, 0, total)
+            if progress:
+                progress(0, total)
+
+            async def one(pad: Pad, seed: int):
+                clip = await self.obtain(pad.request(seed, bpm))
+                return pad, await self.audio.prepare(clip, self._loop_seconds(pad, bpm))
+
+            for ready, next_done in enumerate(asyncio.as_completed([one(p, s) for p, s in work]), 1):
+                try:
+                    pad, take = await next_done
+                except RequestError as err:
+                    raise SetError(f"{live.path}: pre-rendering failed: {err} ({err.code})") from None
+                states[(pad.bank, pad.index)].pool.append(take)
+                self.replies.announce("/sao/render", live.name, ready, total)
+                if progress:
+                    progress(ready, total)
+            for state in states.values():  # seed order, so a pool plays its seeds in the order written
+                order = {s: i for i, s in enumerate(state.pad.seeds)}
+                state.pool = collections.deque(sorted(state.pool, key=lambda t: order.get(t.seed, 0)))
+                state.last = state.pool[0]
+                if state.pad.variations == 1:
+                    state.pool.clear()
+            self.stop_all()
+            self.set, self.pads, self.bank = live, states, 0
+            await self.tempo.use_source(live.tempo_source)
+            if live.tempo_source == "fixed":
+                self.tempo.set_bpm(live.bpm)
+            self.quantize = live.quantize
+            self.replies.announce("/sao/loaded", live.name, len(live.pads), len(live.banks))
+            log.info("set %r loaded: %d pads in %d banks, %d takes", live.name, len(live.pads), len(live.banks), total)
+            return live
+        finally:
+            self._loading = False
+
+    # ------------------------------------------------------------ the audio supervisor's side
+
+    def kept_takes(self) -> list[Take]:
+        kept = [t for state in self.pads.values() for t in (*state.pool, state.last) if t is not None]
+        return kept + list(self.by_id.values())
+
+    def replace_takes(self, moved: dict[int, Take | None]) -> None:
+        """After an audio restart: each kept take by its reloaded copy (None: its clip is gone)."""
+        for state in self.pads.values():
+            state.pool = collections.deque(t for t in (moved.get(id(t), t) for t in state.pool) if t is not None)
+            if state.last is not None:
+                state.last = moved.get(id(state.last), state.last)
+        for rid, take in list(self.by_id.items()):
+            new = moved.get(id(take), take)
+            if new is None:
+                del self.by_id[rid]
+            else:
+                self.by_id[rid] = new

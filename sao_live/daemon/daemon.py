@@ -1,9 +1,9 @@
 """`sao-live serve`: the daemon's lifecycle, in the shape of uvicorn's Server (STYLE §8).
 
 `serve()` reads top to bottom: signal handlers that only set flags, `startup()`, the main
-loop, `shutdown()`. Startup: the worker process starts loading the model first (it is the
-slow part), the OSC socket is bound (a port clash fails at once; `/sao/startup` goes out, and
-until the model is loaded requests are answered `not_ready`), the clip store is opened and
+loop, `shutdown()`. Startup: the OSC socket is bound (a port clash fails at once;
+`/sao/startup` goes out, and until the model is loaded requests are answered `not_ready`), the
+worker process starts loading the model (the slow part), the clip store is opened and
 tidied; once the model is loaded, interrupted jobs are resumed and `/sao/ready 1 <model>` is
 announced. The main loop only waits for a signal: the work happens in tracked tasks (the job
 feeder, the worker heartbeat) and in the OSC handlers. Shutdown goes in reverse: stop taking
@@ -29,6 +29,7 @@ from ..live.sets import SetError
 from ..live.stage import Stage
 from ..request import ModelInfo
 from .osc import Context, OscServer
+from .preflight import PreflightError, check_folder, port_problem
 from .service import ClipService
 from .settings import Settings
 from .store import ClipStore
@@ -140,13 +141,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.service = ClipService(self)
         self.live = Stage(self)
-        self._start_worker()
-        try:
+        try:  # before the worker: a port clash is reported at once, not after a model load
             _, self.server = await loop.create_datagram_endpoint(
                 lambda: OscServer(self, s.reply_port), local_addr=(s.host, s.osc_port)
             )
         except OSError as err:
-            raise StartupError(f"cannot listen for OSC on {s.host}:{s.osc_port}: {err}") from None
+            raise StartupError(port_problem(s.host, s.osc_port, err)) from None
+        self._start_worker()
         with contextlib.suppress(OSError):  # room for bursts (the kernel caps it at net.core.rmem_max)
             self.server.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.announce("/sao/startup")
@@ -158,7 +159,10 @@ class Daemon:
         await self.io(self.store.open)
         await self.io(self.store.recover)
         if s.export_dir is not None:
-            s.export_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                check_folder(s.export_dir, "export_dir")
+            except PreflightError as err:
+                raise StartupError(str(err)) from None
             await self.io(_remove_export_partials, s.export_dir)
         info = await self._wait_ready(s.ready_timeout)
         self.service.model = info

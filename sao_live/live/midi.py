@@ -38,9 +38,8 @@ _alsa_handler = None  # kept alive: libasound calls it for as long as the proces
 
 
 def quiet_alsa() -> None:
-    """Sends libasound's own error lines (`ALSA lib seq_hw.c:...: open /dev/snd/seq failed`, on a
-    machine without a sequencer) to the debug log instead of stderr: rtmidi raises an error for
-    the same failure, which is what gets reported."""
+    """Silences libasound's own error lines (`ALSA lib seq_hw.c:...: open /dev/snd/seq failed`, on a
+    machine without a sequencer): rtmidi raises an error for the same failure, which is reported."""
     global _alsa_handler
     if _alsa_handler is not None or not sys.platform.startswith("linux"):
         return
@@ -48,13 +47,9 @@ def quiet_alsa() -> None:
         lib = ctypes.CDLL("libasound.so.2")  # the one rtmidi is linked to
     except OSError:
         return  # no ALSA here, nothing prints
-
-    def handler(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
-        log.debug("ALSA %s:%d %s: %s", file.decode(errors="replace"), line, function.decode(errors="replace"),
-                  fmt.decode(errors="replace"))  # fmt: skip
-
     kind = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
-    _alsa_handler = kind(handler)
+    # A no-op: writing from inside this callback (a log line) crashes the process.
+    _alsa_handler = kind(lambda file, line, function, err, fmt: None)
     lib.snd_lib_error_set_handler(_alsa_handler)
 
 

@@ -1,4 +1,4 @@
-"""Writing clips to disk: WAV or FLAC, 16/24-bit or 32-bit float, atomically."""
+"""Writing clips to disk: WAV or FLAC (16/24-bit or 32-bit float), Ogg Vorbis or MP3, atomically."""
 
 from __future__ import annotations
 
@@ -18,17 +18,34 @@ SUBTYPES = {
     ("flac", "16"): "PCM_16",
     ("flac", "24"): "PCM_24",
 }
+LOSSY = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}  # no bit depth; mp3 only where libsndfile has it (>= 1.1)
 
 
-def subtype_for(fmt: str, bit_depth: str) -> str:
-    """The libsndfile subtype for a format and bit depth; ValueError for a pair that cannot be."""
+def file_formats() -> tuple[str, ...]:
+    """The formats this machine's libsndfile can write: wav, flac, and ogg and mp3 where it has them."""
+    have = sf.available_formats()
+    return ("wav", "flac") + tuple(f for f in LOSSY if f.upper() in have)
+
+
+def subtype_for(fmt: str, bit_depth: str | None) -> str:
+    """The libsndfile subtype for a format and bit depth (None: 24-bit, or the lossy codec);
+    InvalidRequestError for a pair that cannot be."""
+    if fmt in LOSSY:
+        if fmt not in file_formats():
+            raise InvalidRequestError(f"this libsndfile cannot write {fmt}; it writes {', '.join(file_formats())}")
+        if bit_depth is not None:
+            raise InvalidRequestError(f"{fmt} is lossy and has no bit depth: leave out --bit-depth (got {bit_depth})")
+        return LOSSY[fmt]
+    bit_depth = bit_depth or "24"
     if (fmt, bit_depth) not in SUBTYPES:
         known = ", ".join(f"{f}/{b}" for f, b in SUBTYPES)
         raise InvalidRequestError(f"format/bit depth must be one of {known}, got {fmt}/{bit_depth}")
     return SUBTYPES[(fmt, bit_depth)]
 
 
-def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, fmt: str = "wav", bit_depth: str = "24") -> Path:
+def write_audio(
+    path: str | Path, audio: np.ndarray, sample_rate: int, fmt: str = "wav", bit_depth: str | None = "24"
+) -> Path:
     """Writes float audio (channels, samples) to `path` through a temporary file and a rename.
 
     Integer formats clip to [-1, 1]; 32-bit float keeps the values as they are.

@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name == f"sao_live.commands.{name}":
                 continue  # a command not built yet
             raise
-        module.add_parser(sub).set_defaults(run=module.run)
+        command = module.add_parser(sub)
+        command.set_defaults(run=module.run)
+        # also after the command (`sao-live serve -v`); SUPPRESS keeps an earlier -v when absent here
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug")
     return parser
 
 

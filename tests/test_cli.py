@@ -52,7 +52,7 @@ def test_generate_with_init_audio_and_negative(tmp_path):
         (["--seconds", "50"], "seconds must be in (0, 2.97]"),
         (["--sampler", "nope"], "sampler must be one of"),
         (["--format", "flac", "--bit-depth", "32f"], "format/bit depth must be one of"),
-        (["--init-audio", "/nonexistent.wav"], "cannot read --init-audio"),
+        (["--init-audio", "/nonexistent.wav"], "--init-audio /nonexistent.wav: no such file"),
         (["-o", "/nonexistent-dir/x.wav"], "the output folder /nonexistent-dir does not exist"),
         (["--model", "/no/such/folder"], "not a hub repo id"),
     ],

@@ -148,7 +148,7 @@ def test_missing_files_say_what_is_needed(tmp_path, tiny_checkpoint):
 
 
 def test_hub_offline_says_what_to_do():
-    with pytest.raises(ModelAccessError, match="no network or HF_HUB_OFFLINE"):
+    with pytest.raises(ModelAccessError, match="HF_HUB_OFFLINE is set, and it is not in the local cache"):
         resolve_model_files("stabilityai/stable-audio-open-small")
 
 

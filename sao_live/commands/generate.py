@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,11 +40,41 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=None, help="pingpong|euler|dpmpp (Small); dpmpp-3m-sde|dpmpp-2m-sde|dpmpp-2m")
     p.add_argument("--init-audio", type=Path, default=None, help="audio file to start from (audio-to-audio)")
     p.add_argument("--init-noise-level", type=float, default=None)
-    p.add_argument("-o", "--output", type=Path, default=None, help="default: clip.<format>")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav")
-    p.add_argument("--bit-depth", choices=("16", "24", "32f"), default="24")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="a .wav, .flac, .ogg or .mp3 file (default: clip.<format>)")  # fmt: skip
+    p.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default=None,
+                   help="default: from the -o name, else wav")  # fmt: skip
+    p.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None, help="wav, flac: default 24")
     add_model_arguments(p)
     return p
+
+
+def output_and_format(output: Path | None, fmt: str | None) -> tuple[Path, str]:
+    """The file to write and its format: --format, else the name's extension, else wav.
+
+    InvalidRequestError for a folder, a missing or read-only folder, an extension this
+    machine cannot write, or an extension that contradicts --format.
+    """
+    from ..audio import file_formats
+
+    if output is None:
+        fmt = fmt or "wav"
+        output = Path(f"clip.{fmt}")
+    ext = output.suffix.lower().lstrip(".")
+    if output.is_dir():
+        raise InvalidRequestError(f"-o {output} is a folder; give a file name, e.g. -o {output / 'clip.wav'}")
+    if not output.parent.is_dir():
+        raise InvalidRequestError(f"the output folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise InvalidRequestError(f"the output folder {output.parent.absolute()} is not writable")
+    if ext and ext not in file_formats():
+        raise InvalidRequestError(
+            f"-o {output}: cannot write .{ext} files here; the name should end in "
+            + ", ".join(f".{f}" for f in file_formats())
+        )
+    if ext and fmt and ext != fmt:
+        raise InvalidRequestError(f"-o {output} ends in .{ext} but --format is {fmt}: make them agree")
+    return output, fmt or ext or "wav"
 
 
 def run(args) -> int:
@@ -53,12 +84,13 @@ def run(args) -> int:
     from ..audio import subtype_for, write_audio
     from ..engine.pipeline import load_pipeline
 
-    subtype_for(args.format, args.bit_depth)  # fail before loading a model
-    output = args.output or Path(f"clip.{args.format}")
-    if not output.parent.is_dir():
-        raise InvalidRequestError(f"the output folder {output.parent} does not exist")
+    # Everything that can be checked is checked before loading a model and generating.
+    output, fmt = output_and_format(args.output, args.format)
+    subtype_for(fmt, args.bit_depth)
     init = None
     if args.init_audio is not None:
+        if not args.init_audio.is_file():
+            raise InvalidRequestError(f"--init-audio {args.init_audio.absolute()}: no such file")
         try:
             data, rate = sf.read(args.init_audio, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, OSError) as err:
@@ -89,7 +121,7 @@ def run(args) -> int:
     )
     for bar in bars:
         bar.close()
-    write_audio(output, result.audio, result.sample_rate, args.format, args.bit_depth)
+    write_audio(output, result.audio, result.sample_rate, fmt, args.bit_depth)
     done = time.perf_counter()
     seconds = result.audio.shape[1] / result.sample_rate
     print(f"wrote {output} ({seconds:.2f} s, seed {result.seed})")

@@ -3,7 +3,9 @@
 Arguments are typed like oscsend's (`-t ifs`), or guessed: whole numbers are ints, other
 numbers floats, the rest strings. With `--wait` the replies are printed one per line until
 the final one (done, error, pong, ...); the command then exits 0, or 1 after an
-`/sao/error`, or 3 when nothing final arrived within `--timeout`.
+`/sao/error`, or 3 when nothing final arrived within `--timeout`. When nothing answers for a
+moment it says so, and whether anything listens on the port at all (on this machine); without
+`--wait`, a message to a port of this machine that nothing listens on is not sent (exit 3).
 """
 
 from __future__ import annotations
@@ -52,6 +54,34 @@ def _show(address: str, args: tuple) -> str:
     return " ".join([address] + [a if isinstance(a, str) and a and " " not in a else json.dumps(a) for a in args])
 
 
+SILENT_SECONDS = 1.5  # how long --wait waits in silence before saying that nothing answers
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when `host` is this machine and nothing holds UDP `port` there (no daemon can be
+    listening); False when something does, or when `host` is another machine (cannot tell)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:  # in use, or not an address of this machine
+            return False
+    return True
+
+
+def nobody(host: str, port: int) -> str:
+    return f"nothing listens on {host}:{port}: start the daemon with `sao-live serve`, or give its port with --port"
+
+
+def silence(host: str, port: int) -> str:
+    """What it may mean that nothing answered yet."""
+    if port_is_free(host, port):
+        return nobody(host, port)
+    if host in ("127.0.0.1", "localhost", "::1"):
+        return f"no answer yet from {host}:{port}, though something holds that port (a daemon still starting?)"
+    return f"no answer yet from {host}:{port}: is `sao-live serve --host 0.0.0.0` running there, and the port open?"
+
+
 def run(args) -> int:
     from ..daemon import oscwire
     from ..daemon.protocol import FINAL_REPLIES
@@ -77,13 +107,21 @@ def run(args) -> int:
                 except oscwire.OscError as err:
                     print(f"(unreadable reply: {err})", file=sys.stderr)
 
+        if not args.wait and port_is_free(args.host, args.port):
+            print(f"sao-live send: {nobody(args.host, args.port)}; the message was not sent", file=sys.stderr)
+            return 3
         if args.wait and args.listen is None:
             # Replies to this socket; repeated, since a daemon that is starting may not listen yet.
+            told = False
             while not any(address == "/sao/ready" for address, _ in replies(min(deadline, time.monotonic() + 0.5))):
                 if time.monotonic() >= deadline:
                     print(f"sao-live send: no answer from {args.host}:{args.port} within {args.timeout:g} s",
                           file=sys.stderr)  # fmt: skip
                     return 3
+                if not told and time.monotonic() > deadline - args.timeout + SILENT_SECONDS:
+                    told = True
+                    print(f"sao-live send: {silence(args.host, args.port)} (still waiting, {args.timeout:g} s in all)",
+                          file=sys.stderr, flush=True)  # fmt: skip
                 sock.sendto(oscwire.encode("/sao/hello", 0), target)
         sock.sendto(message, target)
         if not args.wait:

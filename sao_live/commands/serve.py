@@ -41,6 +41,7 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..daemon.daemon import run as run_daemon
+    from ..daemon.preflight import check
     from ..daemon.settings import Settings
 
     settings = Settings.load(
@@ -63,6 +64,7 @@ def run(args) -> int:
         quantize=args.quantize,
         tempo_source=args.tempo_source,
     )
+    check(settings)  # the model's files, the port, the folders: before anything starts
     print("sao-live serve, settings:\n" + settings.describe(), flush=True)
     run_daemon(settings)
     return 0

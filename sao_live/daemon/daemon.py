@@ -6,9 +6,9 @@ clip store, the worker supervisor, the clip service, the live stage and the cont
 OSC handlers act on. `serve()` reads top to bottom: signal handlers that only set flags,
 `startup()`, the main loop, `shutdown()`.
 
-Startup: the worker starts loading the model first (it is the slow part), the OSC socket is
-bound (a port clash fails at once; `/sao/startup` goes out, and until the model is loaded
-requests are answered `not_ready`), audio and MIDI open, the clip store is opened and
+Startup: the OSC socket is bound (a port clash fails at once; `/sao/startup` goes out, and
+until the model is loaded requests are answered `not_ready`), the worker starts loading the
+model (the slow part), audio and MIDI open, the clip store is opened and
 tidied; once the model is loaded, interrupted jobs are resumed and `/sao/ready 1 <model>` is
 announced. The main loop only waits for a signal: the work happens in tracked tasks (the job
 feeder, the worker heartbeat, the stage's watch) and in the OSC handlers. Shutdown goes in
@@ -32,6 +32,7 @@ from ..live.tempo import Tempo
 from ..runtime import Runtime
 from .controller import Controller
 from .osc import OscServer
+from .preflight import PreflightError, check_folder, port_problem
 from .replies import Replies
 from .service import ClipService
 from .settings import Settings
@@ -98,11 +99,11 @@ class Daemon:
     async def startup(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
-        self.workers.start()
-        try:
+        try:  # before the worker: a port clash is reported at once, not after a model load
             await loop.create_datagram_endpoint(lambda: self.osc, local_addr=(s.host, s.osc_port))
         except OSError as err:
-            raise StartupError(f"cannot listen for OSC on {s.host}:{s.osc_port}: {err}") from None
+            raise StartupError(port_problem(s.host, s.osc_port, err)) from None
+        self.workers.start()
         with contextlib.suppress(OSError):  # room for bursts (the kernel caps it at net.core.rmem_max)
             self.osc.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.replies.announce("/sao/startup")
@@ -111,7 +112,10 @@ class Daemon:
         await self.runtime.io(self.store.open)
         await self.runtime.io(self.store.recover)
         if s.export_dir is not None:
-            s.export_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                check_folder(s.export_dir, "export_dir")
+            except PreflightError as err:
+                raise StartupError(str(err)) from None
             await self.runtime.io(_remove_export_partials, s.export_dir)
         info = await self.workers.wait_ready(s.ready_timeout, self.should_exit)
         self.service.model = info

@@ -150,8 +150,31 @@ class Settings:
         return data
 
     def describe(self) -> str:
-        """One `name = value` line per setting, for the log at start."""
-        return "\n".join(f"  {f.name} = {getattr(self, f.name)!s}" for f in fields(self))
+        """One `name = value` line per setting, for the log at start: the value in effect, not None."""
+        return "\n".join(f"  {f.name} = {self._effective(f.name)}" for f in fields(self))
+
+    def _effective(self, name: str) -> str:
+        from ..live.midi import VIRTUAL_NAME
+
+        value = getattr(self, name)
+        if name == "model" and Path(value).expanduser().is_dir():
+            return f"{value} ({Path(value).expanduser().resolve()})"  # a relative folder depends on where we run
+        if name == "int8" and value is None:
+            return "auto (on for CPU in fast mode)"
+        if name == "export":
+            if self.export_dir is None:
+                return "off (no --export-dir)"
+            return "on" if value else "off (unless a request asks)"
+        if value is not None:
+            return str(value)
+        return {
+            "text_encoder": "default (google-t5/t5-base for the published models)",
+            "device": "auto (cuda, mps, else cpu)",
+            "export_dir": "none (clips stay in the cache)",
+            "audio_device": "the default output",
+            "midi_in": f"a virtual port {VIRTUAL_NAME!r}",
+            "midi_api": "rtmidi's default",
+        }.get(name, "none")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

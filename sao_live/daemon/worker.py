@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -99,6 +100,9 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
 
 def _worker_main(conn, spec: dict) -> None:
     """The worker process: load the model, then run jobs one at a time until told to stop."""
+    # Ctrl-C in a terminal reaches the whole process group: the daemon decides when the worker
+    # stops (after the running job), and a KeyboardInterrupt here would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.get("log_level", logging.INFO), format="%(asctime)s %(name)s[worker]: %(message)s")
     if hasattr(os, "nice"):  # POSIX
         with contextlib.suppress(OSError):

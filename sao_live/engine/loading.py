@@ -9,15 +9,36 @@ spec §2.7 says not to depend on.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import urllib.request
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..errors import CheckpointError, ModelAccessError
 
+if TYPE_CHECKING:
+    import torch  # imported where it is used: the daemon checks model folders without loading torch
+
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 DERIVED_BUFFERS = (".inv_freq", "_norm.beta")  # recomputed, may be absent from a file
+# The weights file each published repo holds (model/README.md downloads these).
+HUB_WEIGHTS = {
+    "stabilityai/stable-audio-open-small": "model.ckpt",
+    "stabilityai/stable-audio-open-1.0": "model.safetensors",
+}
+CONNECT_TIMEOUT = 3.0  # seconds to reach the hub before giving up (and not retrying for half a minute)
+
+# Names that build a model with random weights instead of loading files.
+RANDOM_MODELS = {
+    "tiny-random": ("tiny-small.json", "tiny"),
+    "tiny-random-1.0": ("tiny-1.0.json", "tiny"),
+    "random-small": ("sao-small.json", "t5-base"),
+    "random-1.0": ("sao-1.0.json", "t5-base"),
+}
+NEXT_STEP = "run with `--model tiny-random` to try without weights, or see model/README.md for getting them"
 
 
 def _hub_error(repo: str, filename: str, err: Exception) -> ModelAccessError:
@@ -36,38 +57,117 @@ def _hub_error(repo: str, filename: str, err: Exception) -> ModelAccessError:
             f"token): check the name, accept the licence at {page}, and log in with `hf auth login`"
         )
     if isinstance(err, (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, ConnectionError)):
-        return ModelAccessError(
-            f"cannot download {filename} from {repo}: no network or HF_HUB_OFFLINE is set, and it is not "
-            "in the local cache; download it on a connected machine (`hf download "
-            f"{repo} model_config.json model.safetensors --local-dir model/`) and pass the folder"
-        )
+        return _offline_error(repo, filename)
     if isinstance(err, hub_errors.EntryNotFoundError | hub_errors.RemoteEntryNotFoundError):
         return ModelAccessError(f"{repo} has no file {filename}")
     return ModelAccessError(f"downloading {filename} from {repo} failed: {err}")
 
 
+def _offline_error(repo: str, filename: str, why: str = "no network or HF_HUB_OFFLINE is set") -> ModelAccessError:
+    weights = HUB_WEIGHTS.get(repo, "model.safetensors")  # or model.ckpt, whichever the repo holds
+    return ModelAccessError(
+        f"cannot download {filename} from {repo}: {why}, and it is not in the local cache; download it on a "
+        f"connected machine (`hf download {repo} model_config.json {weights} --local-dir model/`) and pass "
+        "the folder, or run with `--model tiny-random` to try without weights"
+    )
+
+
 def resolve_model_files(source: str | os.PathLike) -> tuple[Path, Path]:
     """(config path, weights path) for a local folder or a hub repo id."""
     path = Path(source).expanduser()
+    # The absolute folder: a relative one (the default `model`) depends on where the command runs.
+    where = path.absolute()
     if path.is_dir():
         config = path / "model_config.json"
         if not config.is_file():
-            raise CheckpointError(f"{path} has no model_config.json (see model/README.md for what goes there)")
+            raise CheckpointError(f"{where} has no model_config.json: {NEXT_STEP}")
         for name in WEIGHT_FILES:
             if (path / name).is_file():
                 return config, path / name
-        raise CheckpointError(f"{path} has model_config.json but no {' or '.join(WEIGHT_FILES)}")
+        raise CheckpointError(f"{where} has model_config.json but no {' or '.join(WEIGHT_FILES)}: {NEXT_STEP}")
     if path.exists():
-        raise CheckpointError(f"{path} is a file; pass the folder that holds model_config.json and the weights")
+        raise CheckpointError(f"{where} is a file; pass the folder that holds model_config.json and the weights")
+    if not is_hub_id(source):
+        raise CheckpointError(f"no model folder at {where}, and {str(source)!r} is not a hub repo id like "
+                              f"owner/name: {NEXT_STEP}")  # fmt: skip
+    return _download(str(source))
+
+
+def check_model_source(source: str | os.PathLike) -> None:
+    """Raises what loading `source` would raise about missing files, without reading any: for a
+    folder, and for a hub repo id while the hub is out of reach. Random models pass."""
+    from huggingface_hub import constants
+
+    if str(source) in RANDOM_MODELS:
+        return
+    if is_hub_id(source) and not constants.HF_HUB_OFFLINE and hub_unreachable() is None:
+        return  # the worker downloads it
+    resolve_model_files(source)
+
+
+def is_hub_id(source: str | os.PathLike) -> bool:
+    """Whether `source` reads as a hub repo id (owner/name) rather than a path."""
     text = str(source)
-    if text.count("/") != 1 or text.startswith((".", "/", "~")):
-        raise CheckpointError(f"no model folder at {text!r}, and it is not a hub repo id like owner/name")
-    return _download(text)
+    return text.count("/") == 1 and not text.startswith((".", "/", "~")) and not Path(text).exists()
+
+
+def hub_unreachable(timeout: float = CONNECT_TIMEOUT) -> str | None:
+    """Why the hub (HF_ENDPOINT, or the proxy in between) cannot be reached, or None if it can.
+
+    A TCP connect only: without it huggingface_hub retries a dead network for about half a minute.
+    """
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        return f"no network: cannot reach {url.hostname}:{port} ({err.strerror or err})"
+    return None
+
+
+def text_encoder_source(source: str) -> str:
+    """`source`, or its folder in the hub cache when the hub is out of reach (transformers would
+    retry for about a minute); ModelAccessError when it is not there either."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import errors as hub_errors
+
+    if constants.HF_HUB_OFFLINE or not is_hub_id(source) or (why := hub_unreachable()) is None:
+        return source
+    try:
+        return snapshot_download(source, local_files_only=True)
+    except hub_errors.LocalEntryNotFoundError:
+        folder = source.rsplit("/", 1)[-1]
+        raise ModelAccessError(
+            f"cannot download the text encoder {source}: {why}, and it is not in the local cache; download it "
+            f"on a connected machine (`hf download {source} --local-dir {folder}/`) and pass "
+            f"`--text-encoder {folder}/`"
+        ) from None
 
 
 def _download(repo: str) -> tuple[Path, Path]:
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub import errors as hub_errors
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.disable_propagation()  # it has a handler of its own: each message would print twice
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else hub_unreachable()
+    if why is not None:  # the cache only
+        logging.getLogger(__name__).debug("%s: looking for %s in the local hub cache only", why, repo)
+        try:
+            config = Path(hf_hub_download(repo, "model_config.json", local_files_only=True))
+        except hub_errors.LocalEntryNotFoundError:
+            raise _offline_error(repo, "model_config.json", why) from None
+        for name in WEIGHT_FILES:
+            try:
+                return config, Path(hf_hub_download(repo, name, local_files_only=True))
+            except hub_errors.LocalEntryNotFoundError:
+                continue
+        raise _offline_error(repo, HUB_WEIGHTS.get(repo, " or ".join(WEIGHT_FILES)), why)
 
     def fetch(filename: str) -> Path:
         try:
@@ -88,6 +188,8 @@ def _download(repo: str) -> tuple[Path, Path]:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file or a .ckpt (loaded with weights_only=True)."""
+    import torch
+
     size = path.stat().st_size
     try:
         if path.suffix == ".safetensors":

@@ -25,7 +25,7 @@ from ..errors import InvalidRequestError, ModelAccessError
 from . import quantize, sampling
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
-from .loading import read_state_dict, resolve_model_files
+from .loading import RANDOM_MODELS, read_state_dict, resolve_model_files, text_encoder_source
 from .model import StableAudioModel
 from .tiled import TiledDecoder
 
@@ -64,6 +64,7 @@ def best_device() -> torch.device:
 
 
 def _load_text_encoder(source: str, cfg: ModelConfig, device, fp16: bool, cache: int) -> TextEncoder:
+    source = text_encoder_source(str(source))
     try:
         return TextEncoder(source, cfg.conditioning.max_length, device, fp16=fp16, cache_size=cache)
     except OSError as err:
@@ -308,15 +309,6 @@ class StableAudioPipeline:
             audio = self.decode(latents)
         audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
         return GenerationResult(audio, self.cfg.sample_rate, seed, latents)
-
-
-# Names that build a model with random weights instead of loading files.
-RANDOM_MODELS = {
-    "tiny-random": ("tiny-small.json", "tiny"),
-    "tiny-random-1.0": ("tiny-1.0.json", "tiny"),
-    "random-small": ("sao-small.json", "t5-base"),
-    "random-1.0": ("sao-1.0.json", "t5-base"),
-}
 
 
 def load_pipeline(

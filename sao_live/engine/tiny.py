@@ -132,6 +132,9 @@ def build_tiny_text_encoder(folder: str | Path, seed: int = 0) -> Path:
         decoder_start_token_id=0,
         **TINY_T5,
     )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar for one tiny file
     torch.manual_seed(seed)
     T5EncoderModel(config).save_pretrained(folder)
     return folder

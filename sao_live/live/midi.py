@@ -16,7 +16,9 @@ rtmidi and libjack start for it inherit that priority (priority.py).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import sys
 import threading
 import time
 
@@ -32,6 +34,25 @@ class MidiError(SaoLiveError, RuntimeError):
     code = "midi_failed"
 
 
+_alsa_handler = None  # kept alive: libasound calls it for as long as the process runs
+
+
+def quiet_alsa() -> None:
+    """Silences libasound's own error lines (`ALSA lib seq_hw.c:...: open /dev/snd/seq failed`, on a
+    machine without a sequencer): rtmidi raises an error for the same failure, which is reported."""
+    global _alsa_handler
+    if _alsa_handler is not None or not sys.platform.startswith("linux"):
+        return
+    try:
+        lib = ctypes.CDLL("libasound.so.2")  # the one rtmidi is linked to
+    except OSError:
+        return  # no ALSA here, nothing prints
+    kind = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+    # A no-op: writing from inside this callback (a log line) crashes the process.
+    _alsa_handler = kind(lambda file, line, function, err, fmt: None)
+    lib.snd_lib_error_set_handler(_alsa_handler)
+
+
 def api_name(api: str | None) -> str | None:
     """`UNIX_JACK` from `UNIX_JACK` or `mido.backends.rtmidi/UNIX_JACK`; None: rtmidi's default."""
     return api.rsplit("/", 1)[-1] if api else None
@@ -40,6 +61,7 @@ def api_name(api: str | None) -> str | None:
 def backend(api: str | None):
     import mido
 
+    quiet_alsa()
     name = api_name(api)
     return mido.Backend(f"mido.backends.rtmidi/{name}" if name else "mido.backends.rtmidi", load=True)
 
@@ -54,6 +76,7 @@ def _open_port(port: str | None, api: str | None):
     """An rtmidi.MidiIn with its port open (virtual when `port` is None), and the port's name."""
     import rtmidi
 
+    quiet_alsa()
     name = api_name(api)
     rtapi = getattr(rtmidi, f"API_{name}", None) if name else rtmidi.API_UNSPECIFIED
     if rtapi is None or (name and rtapi not in rtmidi.get_compiled_api()):

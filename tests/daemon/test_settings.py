@@ -50,9 +50,16 @@ def test_missing_config_file_given_on_the_command_line(tmp_path):
         Settings.load(tmp_path / "nope.toml")
 
 
-def test_describe_lists_every_setting():
+def test_describe_lists_every_setting_with_the_value_in_effect(tmp_path):
+    from dataclasses import fields
+
     text = Settings().describe()
-    assert "osc_port = 9321" in text and "reply_port = 9322" in text and "export_dir = None" in text
+    assert "osc_port = 9321" in text and "reply_port = 9322" in text
+    assert "export_dir = none (clips stay in the cache)" in text and "export = off (no --export-dir)" in text
+    assert "int8 = auto (on for CPU in fast mode)" in text and "None" not in text
+    assert [line.split(" = ")[0].strip() for line in text.splitlines()] == [f.name for f in fields(Settings)]
+    text = Settings(export_dir=tmp_path, int8=False, model=str(tmp_path)).describe()
+    assert "export = on" in text and "int8 = False" in text and f"export_dir = {tmp_path}" in text
 
 
 def test_every_setting_is_documented():

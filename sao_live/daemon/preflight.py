@@ -1,0 +1,90 @@
+"""What `sao-live serve` checks before it starts anything (the worker, OSC, audio, MIDI).
+
+Each failure says what is wrong and what to do next, within a second of starting rather
+than after the model has loaded. None of this loads torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+from ..errors import SaoLiveError
+from .settings import Settings
+
+
+class PreflightError(SaoLiveError, RuntimeError):
+    code = "startup_failed"
+
+
+def check(settings: Settings) -> None:
+    """Raises PreflightError (or the model's CheckpointError / ModelAccessError) for the first problem."""
+    from ..engine.loading import check_model_source
+
+    check_model_source(settings.model)
+    check_udp_port(settings.host, settings.osc_port)
+    check_folder(settings.cache_dir, "--cache-dir")
+    if settings.export_dir is not None:
+        check_folder(settings.export_dir, "--export-dir")
+    if settings.set_file is not None and not settings.set_file.is_file():
+        raise PreflightError(f"--set {settings.set_file.absolute()}: no such file (a set file is TOML, docs/sets.md)")
+
+
+def port_problem(host: str, port: int, err: OSError) -> str:
+    """Why OSC cannot listen on host:port, and which flag changes it."""
+    where = f"cannot listen for OSC on {host}:{port}"
+    if err.errno == errno.EADDRINUSE:
+        spare = _free_port(host, port + 1)
+        other = f"--osc-port {spare}" if spare else "--osc-port <another port>"
+        return (
+            f"{where}: the port is in use (another `sao-live serve`?). Stop that program, or listen on another "
+            f"port with `{other}` and point your client at it"
+        )
+    if err.errno == errno.EACCES:
+        return f"{where}: ports below 1024 need administrator rights; choose one above, e.g. `--osc-port 9321`"
+    if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
+        return f"{where}: {host!r} is not an address of this machine; use `--host 127.0.0.1` or `--host 0.0.0.0`"
+    return f"{where}: {err.strerror or err}"
+
+
+def check_udp_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise PreflightError(port_problem(host, port, err)) from None
+
+
+def _free_port(host: str, start: int) -> int | None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port in range(start, min(start + 100, 65536)):
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return None
+
+
+def check_folder(folder: Path, flag: str) -> None:
+    """`folder` exists (created if missing, with its parents), is a folder, and takes new files."""
+    folder = Path(folder)
+    where = f"{flag} {folder.absolute()}"
+    if folder.exists() and not folder.is_dir():
+        raise PreflightError(f"{where} is a file, not a folder: pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # A real file, not os.access: that says yes to root on read-only and virtual file systems.
+        with tempfile.TemporaryFile(dir=folder, prefix=".sao-live-probe-"):
+            pass
+    except OSError as err:
+        raise PreflightError(
+            f"{where}: cannot write there ({err.strerror or err}); pass a folder you can write to"
+        ) from None
+    if not os.access(folder, os.R_OK):
+        raise PreflightError(f"{where}: cannot read this folder; pass one you can read and write")

@@ -22,6 +22,11 @@ def _pattern(address: str) -> re.Pattern:
     return re.compile("".join("[^/]+" if p.startswith("<") else re.escape(p) for p in re.split(r"(<[^>]+>)", address)))
 
 
+def takes(row_address: str, address: str) -> bool:
+    """True when the row written `row_address` (e.g. /sao/pad/<n>) takes `address`."""
+    return bool(_pattern(row_address).fullmatch(address))
+
+
 def served(address: str) -> bool:
     """True when some row of protocol.PROTOCOL takes `address`."""
     rows = [r.address for r in protocol.PROTOCOL if r.address.startswith("/")]

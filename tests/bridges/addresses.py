@@ -11,6 +11,8 @@ from sao_live.daemon import protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PATCH = ROOT / "bridges" / "max" / "sao-live.maxpat"
+MAX_DEVICE = ROOT / "bridges" / "max" / "sao-live-device.maxpat"  # the source of sao-live.amxd
+MAX_PADS = ROOT / "bridges" / "max" / "sao-live-pads.maxpat"  # the source of sao-live-pads.amxd
 PD_PATCH = ROOT / "bridges" / "pd" / "sao-live.pd"
 OSC_LAYOUT = ROOT / "bridges" / "open-stage-control" / "sao-live.json"
 OSC_CLIENT = ROOT / "examples" / "osc_client.py"

@@ -117,7 +117,12 @@ class Sim:
     # ------------------------------------------------------------ acting
 
     def load(self) -> None:
-        """What happens when the patch opens (or the device is ready in Live)."""
+        """What happens when the patch opens: in Live, each saved parameter is restored (its object
+        sends it on), then live.thisdevice bangs."""
+        for b in self.boxes.values():
+            vo = b.raw.get("saved_attribute_attributes", {}).get("valueof", {})
+            if b.raw.get("parameter_enable") and vo.get("parameter_initial_enable"):
+                self.send_to(b, 0, [vo["parameter_initial"][0]])
         for b in self.all("loadbang") + self.all("live.thisdevice"):
             b.out(0, BANG)
 
@@ -408,9 +413,8 @@ def _sprintf(b, inlet, msg):
                 stored[inlet + i] = v
         if inlet != 0:
             return
-    parts = iter(stored)
-    text = re.sub(r"%l?[dsifx]", lambda m: fmt(int(next(parts)) if "d" in m[0] else next(parts)), template)
-    b.out(0, [text])  # one symbol, spaces and all
+    values = [int(v) if "d" in spec else v for spec, v in zip(specs, stored, strict=True)]
+    b.out(0, [template.replace("%ld", "%d") % tuple(values)])  # one symbol, spaces and all
 
 
 @obj("tosymbol")
@@ -462,15 +466,21 @@ def _gate(b, inlet, msg):
         b.out(b.state["open"] - 1, msg)
 
 
-@obj(">", "<", "+", "-", "==", ">=")
+@obj("split")
+def _split(b, inlet, msg):
+    lo, hi = b.args
+    b.out(0 if lo <= msg[0] <= hi else 1, msg)
+
+
+@obj(">", "<", "+", "-", "*", "/", "==", ">=")
 def _arith(b, inlet, msg):
     right = b.state.get("right", b.args[0] if b.args else 0)
     if inlet == 1:
         b.state["right"] = msg[0]
         return
     left = b.state["left"] = msg[0] if msg != BANG else b.state.get("left", 0)
-    if b.name in ("+", "-"):  # an int argument makes an int object: a float in is truncated
-        result = left + right if b.name == "+" else left - right
+    if b.name in ("+", "-", "*", "/"):  # an int argument makes an int object: a float in is truncated
+        result = {"+": left + right, "-": left - right, "*": left * right, "/": left / right}[b.name]
         b.out(0, [result if isinstance(right, float) else int(result)])
     else:
         ops = {">": left > right, "<": left < right, "==": left == right, ">=": left >= right}
@@ -526,15 +536,21 @@ def _live_path(b, inlet, msg):
 
 @obj("live.observer", "live.object")
 def _live_object(b, inlet, msg):
-    if inlet == 1 or msg[:1] == ["id"]:  # the object to work on
-        b.state["id"] = msg[1] if msg[:1] == ["id"] else msg[0]
-        return
     if msg[:1] == ["property"]:
         b.state["property"] = msg[1]
         return
+    if inlet == 1 or msg[:1] == ["id"]:  # the object to work on
+        b.state["id"] = msg[1] if msg[:1] == ["id"] else msg[0]
     obj_id = b.state.get("id", 0)
     props = next((p for p in b.sim.live_paths.values() if p.get("id") == obj_id), {})
-    if b.name == "live.object" and obj_id:
+    if b.name == "live.observer":  # reports the property's value as soon as it has an object, then each change
+        prop = b.state.get("property", b.args[0] if b.args else None)
+        if (inlet == 1 or msg[:1] == ["id"]) and prop in props:
+            b.out(0, [props[prop]])
+        return
+    if inlet == 1 or msg[:1] == ["id"]:
+        return
+    if obj_id:
         if msg[:1] == ["get"]:
             b.out(0, [msg[1], props.get(msg[1], 0)])
         elif msg[:1] == ["call"]:

@@ -10,14 +10,33 @@ from . import addresses as a
 from . import maxsim
 from . import oscforms as forms
 
-PATCHES = {"sao-live.maxpat": a.MAX_PATCH}
+DEVICE = a.MAX_DEVICE
+PATCHES = {"sao-live.maxpat": a.MAX_PATCH, "sao-live-device.maxpat": DEVICE}
+# Live's object model as the device sees it: path -> the object there (its id and properties)
+LIVE = {
+    "live_set": {"id": 1, "tempo": 120.0},
+    "live_set view highlighted_clip_slot": {"id": 5, "has_clip": 0},
+    "live_set view selected_track": {"id": 3, "has_audio_input": 1},
+}
+
+
+def make(path, live=LIVE):
+    sim = maxsim.Sim(maxsim.patcher_of(path), {k: dict(v) for k, v in live.items()})
+    sim.load()
+    return sim
 
 
 @pytest.fixture(params=sorted(PATCHES))
 def sim(request):
-    sim = maxsim.Sim(maxsim.patcher_of(PATCHES[request.param]))
-    sim.load()
-    return sim
+    return make(PATCHES[request.param])
+
+
+def _tempo(sim, bpm):
+    """The tempo the patch sends with bars: Live's (observed in the device), or the bpm box's."""
+    if sim.all("live.observer"):
+        sim.observe("tempo", bpm)
+    else:
+        sim.set("bpm", bpm)
 
 
 def _click(sim, name):
@@ -49,7 +68,7 @@ def test_a_loop_request_carries_bars_and_bpm(sim):
     sim.type("prompt", "dusty tape loop")
     sim.set("seed", 42)
     sim.set("bars", 2)
-    sim.set("bpm", 100.0)
+    _tempo(sim, 100.0)
     bound = _only(_click(sim, "gen"), "/sao/gen")
     assert {k: bound[k] for k in ("bars", "bpm", "seed")} == {"bars": 2, "bpm": 100.0, "seed": 42}
     assert _prompt(bound) == "dusty tape loop" and bound["seconds"] == 0  # bars set the length
@@ -80,16 +99,15 @@ def test_stop_and_cancel_address_every_voice_and_request(sim):
     assert _only(_click(sim, "cancel"), "/sao/cancel") == {"all": True}
 
 
-def test_a_pad_is_hit_by_number(sim):
+def test_a_pad_is_hit_by_number():
+    sim = make(a.MAX_PATCH)  # the device leaves pads to sao-live-pads.amxd
     sim.sent.clear()
     sim.set("pad", 3)
     bound = _only(sim.sent, "/sao/pad/3")
     assert bound.get("velocity", 1) > 0  # a press, not a release
 
 
-def test_opening_says_hello_on_the_port_it_listens_on():
-    sim = maxsim.Sim(maxsim.patcher_of(a.MAX_PATCH))
-    sim.load()
+def test_opening_says_hello_on_the_port_it_listens_on(sim):
     hello = [forms.check(*m) for m in sim.sent if m[0] == "/sao/hello"]
     ports = [b.args[0] for b in sim.all("udpreceive")]
     assert hello == [{"reply_port": ports[0]}] and len(ports) == 1
@@ -120,14 +138,17 @@ def test_an_error_is_shown(sim):
 def test_every_message_any_control_sends_fits_the_protocol(sim):
     # every clickable box and every number box at its extremes: each message must be one the daemon takes
     sent = list(sim.sent)
+    _tempo(sim, 20.0)
+    _tempo(sim, 400.0)
     for box in sim.boxes.values():
         sim.sent.clear()
         if box.cls in ("button", "live.button", "live.text", "toggle"):
-            sim.send_to(box, 0, maxsim.BANG) if box.cls != "live.text" else sim.click(box.raw["varname"])
+            sim.click(box.raw["varname"]) if box.cls == "live.text" else sim.send_to(box, 0, maxsim.BANG)
         elif box.cls in ("number", "flonum", "live.numbox"):
             for value in (-1e12, 0, 1, 1e12):
                 sim.send_to(box, 0, [value])
-                sim.click("gen") if box.raw.get("varname") in ("seconds", "seed", "bars", "bpm") else None
+                if box.raw.get("varname") in ("seconds", "seed", "bars", "bpm"):
+                    sim.click("gen")
         sent += sim.sent
     assert {m[0] for m in sent} >= {"/sao/gen", "/sao/trigger", "/sao/play", "/sao/stop", "/sao/cancel"}
     for address, args in sent:

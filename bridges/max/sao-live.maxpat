@@ -88,7 +88,8 @@
      ],
      "keymode": 1,
      "lines": 1,
-     "outputmode": 1
+     "outputmode": 1,
+     "varname": "prompt"
     }
    },
    {
@@ -123,7 +124,9 @@
       "bang"
      ],
      "format": 6,
-     "minimum": 0.0
+     "minimum": 0.1,
+     "varname": "seconds",
+     "maximum": 47.5
     }
    },
    {
@@ -157,7 +160,9 @@
       "",
       "bang"
      ],
-     "minimum": -1
+     "minimum": -1,
+     "varname": "seed",
+     "maximum": 2147483647
     }
    },
    {
@@ -192,7 +197,8 @@
       "bang"
      ],
      "minimum": 0,
-     "maximum": 256
+     "maximum": 256,
+     "varname": "bars"
     }
    },
    {
@@ -227,7 +233,8 @@
       "bang"
      ],
      "minimum": 20.0,
-     "maximum": 400.0
+     "maximum": 400.0,
+     "varname": "bpm"
     }
    },
    {
@@ -244,7 +251,8 @@
      ],
      "outlettype": [
       "int"
-     ]
+     ],
+     "varname": "follow"
     }
    },
    {
@@ -276,7 +284,8 @@
      ],
      "outlettype": [
       "bang"
-     ]
+     ],
+     "varname": "gen"
     }
    },
    {
@@ -308,7 +317,8 @@
      ],
      "outlettype": [
       "bang"
-     ]
+     ],
+     "varname": "trigger"
     }
    },
    {
@@ -340,7 +350,8 @@
      ],
      "outlettype": [
       "bang"
-     ]
+     ],
+     "varname": "play"
     }
    },
    {
@@ -372,7 +383,8 @@
      ],
      "outlettype": [
       "bang"
-     ]
+     ],
+     "varname": "stop"
     }
    },
    {
@@ -404,7 +416,8 @@
      ],
      "outlettype": [
       "bang"
-     ]
+     ],
+     "varname": "cancel"
     }
    },
    {
@@ -454,7 +467,8 @@
      ],
      "orientation": 1,
      "floatoutput": 1,
-     "size": 1.0
+     "size": 1.0,
+     "varname": "progress"
     }
    },
    {
@@ -487,7 +501,8 @@
      "text": "",
      "outlettype": [
       ""
-     ]
+     ],
+     "varname": "clip"
     }
    },
    {
@@ -510,7 +525,8 @@
       "list",
       ""
      ],
-     "buffername": "sao-clip"
+     "buffername": "sao-clip",
+     "varname": "waveform"
     }
    },
    {
@@ -545,7 +561,8 @@
       "bang"
      ],
      "minimum": 1,
-     "maximum": 16
+     "maximum": 16,
+     "varname": "pad"
     }
    },
    {
@@ -1556,6 +1573,112 @@
      ],
      "text": "print sao-error"
     }
+   },
+   {
+    "box": {
+     "id": "obj-87",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20,
+      370,
+      60,
+      20
+     ],
+     "text": "error"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-88",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      90,
+      370,
+      520,
+      22
+     ],
+     "text": "",
+     "outlettype": [
+      ""
+     ],
+     "varname": "error"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-89",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      860,
+      830,
+      80,
+      22
+     ],
+     "text": "prepend set",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-90",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      640,
+      485,
+      50,
+      22
+     ],
+     "text": "set 4.",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-91",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      700,
+      485,
+      50,
+      22
+     ],
+     "text": "set -1",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-92",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      760,
+      485,
+      60,
+      22
+     ],
+     "text": "set 120.",
+     "outlettype": [
+      ""
+     ]
+    }
    }
   ],
   "lines": [
@@ -2479,6 +2602,102 @@
      ],
      "destination": [
       "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
+      2
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-89",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-35",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
+      0
+     ],
+     "destination": [
+      "obj-6",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-35",
+      0
+     ],
+     "destination": [
+      "obj-91",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-91",
+      0
+     ],
+     "destination": [
+      "obj-8",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-35",
+      0
+     ],
+     "destination": [
+      "obj-92",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-92",
+      0
+     ],
+     "destination": [
+      "obj-12",
       0
      ]
     }

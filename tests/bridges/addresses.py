@@ -11,6 +11,8 @@ from sao_live.daemon import protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PATCH = ROOT / "bridges" / "max" / "sao-live.maxpat"
+MAX_DEVICE = ROOT / "bridges" / "max" / "sao-live-device.maxpat"  # the source of sao-live.amxd
+MAX_PADS = ROOT / "bridges" / "max" / "sao-live-pads.maxpat"  # the source of sao-live-pads.amxd
 PD_PATCH = ROOT / "bridges" / "pd" / "sao-live.pd"
 OSC_LAYOUT = ROOT / "bridges" / "open-stage-control" / "sao-live.json"
 OSC_CLIENT = ROOT / "examples" / "osc_client.py"
@@ -20,6 +22,11 @@ MIDI_PADS = ROOT / "examples" / "midi_pads.py"
 def _pattern(address: str) -> re.Pattern:
     # "/sao/pad/<n>" -> one path segment in place of <n>
     return re.compile("".join("[^/]+" if p.startswith("<") else re.escape(p) for p in re.split(r"(<[^>]+>)", address)))
+
+
+def takes(row_address: str, address: str) -> bool:
+    """True when the row written `row_address` (e.g. /sao/pad/<n>) takes `address`."""
+    return bool(_pattern(row_address).fullmatch(address))
 
 
 def served(address: str) -> bool:

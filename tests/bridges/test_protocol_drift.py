@@ -16,6 +16,9 @@ README = a.ROOT / "README.md"
 SENDERS = {
     "max": (a.max_sent, {"/sao/gen", "/sao/trigger", "/sao/stop", "/sao/cancel", "/sao/play", "/sao/hello",
                          "/sao/set/bpm", "/sao/pad/1"}),
+    "max device": (lambda: a.max_sent(a.MAX_DEVICE), {"/sao/gen", "/sao/trigger", "/sao/stop", "/sao/cancel",
+                                                       "/sao/play", "/sao/hello", "/sao/set/bpm"}),
+    "max pads": (lambda: a.max_sent(a.MAX_PADS), {"/sao/pad/1", "/sao/bank"}),
     "pd": (a.pd_sent, {"/sao/gen", "/sao/trigger", "/sao/stop", "/sao/cancel", "/sao/play", "/sao/hello",
                        "/sao/pad/1"}),
     "open-stage-control": (a.osc_sent, {"/sao/gen", "/sao/trigger", "/sao/stop", "/sao/cancel"}
@@ -24,6 +27,7 @@ SENDERS = {
 }  # fmt: skip
 LISTENERS = {
     "max": (a.max_heard, {"/sao/done", "/sao/progress", "/sao/error"}),
+    "max device": (lambda: a.max_heard(a.MAX_DEVICE), {"/sao/done", "/sao/progress", "/sao/error"}),
     "pd": (a.pd_heard, {"/sao/done", "/sao/progress", "/sao/ready"}),
     "open-stage-control": (a.osc_heard, {"/sao/done", "/sao/progress", "/sao/error"}),
     "osc_client.py": (lambda: a.python_heard(a.OSC_CLIENT), {"/sao/done", "/sao/error", "/sao/queued"}),

@@ -96,7 +96,7 @@ def check(address: str, args: list) -> dict:
         elif "id" in bound:
             osc._norm_id(bound["id"])
         if "velocity" in bound:
-            osc._gain(bound["velocity"], "velocity", "bad_velocity", 127.0)
+            osc._gain(bound["velocity"], "velocity", "bad_velocity")
         if "gain" in bound:
             osc._gain(bound["gain"])
     except Exception as err:  # RequestError: the daemon would answer /sao/error

@@ -12,6 +12,7 @@ tests can compare them with golden tensors and the benchmark can time them.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Callable
@@ -143,10 +144,11 @@ class StableAudioPipeline:
         int8: bool | None = None,
     ) -> StableAudioPipeline:
         """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
-        from .tiny import randomize_
+        from .tiny import quiet_decoder_, randomize_
 
         model = StableAudioModel(cfg).eval().requires_grad_(False)
         randomize_(model, seed)
+        quiet_decoder_(model)  # random weights alone make full-scale noise
         return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
 
     @classmethod
@@ -310,12 +312,15 @@ class StableAudioPipeline:
         return GenerationResult(audio, self.cfg.sample_rate, seed, latents)
 
 
-# Names that build a model with random weights instead of loading files.
-RANDOM_MODELS = {
-    "tiny-random": ("tiny-small.json", "tiny"),
-    "tiny-random-1.0": ("tiny-1.0.json", "tiny"),
-    "random-small": ("sao-small.json", "t5-base"),
-    "random-1.0": ("sao-1.0.json", "t5-base"),
+# Names that build a model with random weights instead of loading files:
+# (config file, text encoder kind, config keys replaced).
+RANDOM_MODELS: dict[str, tuple[str, str, dict]] = {
+    # The tiny Small shape with the published window (524288 samples, 11.9 s), so that every
+    # request the real Small takes also works on the toy model.
+    "tiny-random": ("tiny-small.json", "tiny", {"sample_size": 524288}),
+    "tiny-random-1.0": ("tiny-1.0.json", "tiny", {}),
+    "random-small": ("sao-small.json", "t5-base", {}),
+    "random-1.0": ("sao-1.0.json", "t5-base", {}),
 }
 
 
@@ -328,14 +333,15 @@ def load_pipeline(
 ) -> StableAudioPipeline:
     """A pipeline from a folder, a hub repo id, or one of RANDOM_MODELS (no download).
 
-    `tiny-random` is a toy model shaped like SAO Small for smoke runs and tests;
+    `tiny-random` is a toy model shaped like SAO Small, with its 11.9 s window, for smoke runs and tests;
     `random-small` / `random-1.0` are the published sizes with random weights (benchmarks).
     """
     if str(model) in RANDOM_MODELS:
         from .tiny import random_t5_base_folder, tiny_text_encoder_folder
 
-        config_name, encoder_kind = RANDOM_MODELS[str(model)]
-        cfg = ModelConfig.from_file(Path(__file__).resolve().parent.parent / "configs" / config_name)
+        config_name, encoder_kind, replaced = RANDOM_MODELS[str(model)]
+        raw = json.loads((Path(__file__).resolve().parent.parent / "configs" / config_name).read_text())
+        cfg = ModelConfig.from_dict({**raw, **replaced})
         if text_encoder is None:
             text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
         return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)

@@ -162,6 +162,34 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
         p.copy_(value.to(p.dtype))
 
 
+# The RMS level unit-normal latents decode to on a random model. Sampled latents run a
+# little larger, so generated clips land near -30 dBFS RMS (peaks near -12 dBFS).
+QUIET_DBFS = -33.0
+
+
+@torch.no_grad()
+def quiet_decoder_(model: torch.nn.Module, dbfs: float = QUIET_DBFS, seed: int = 0) -> float:
+    """Scales the VAE decoder's output layer so that unit-normal latents decode at `dbfs` RMS.
+
+    Random weights decode to RMS ~50 (+34 dBFS): clipped to full-scale noise when written or
+    played. Scaling only the last convolution keeps every path computing and makes a random
+    model safe to listen to. Returns the gain applied.
+    """
+    from .oobleck import WNConv1d
+
+    decoder = model.pretransform.model.decoder
+    last = [m for m in decoder.modules() if isinstance(m, WNConv1d)][-1]
+    first = next(m for m in decoder.modules() if isinstance(m, WNConv1d))
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, first.weight_v.shape[1], 8, generator=gen)  # 8 frames: cheap even at full size
+    rms = float(decoder(z).pow(2).mean().sqrt())
+    gain = 10 ** (dbfs / 20) / max(rms, 1e-12)
+    last.weight_g.mul_(gain)
+    if last.bias is not None:
+        last.bias.mul_(gain)
+    return gain
+
+
 def tiny_config_path(variant: str = "small") -> Path:
     """The packaged tiny config shaped like SAO Small ("small") or SAO 1.0 ("1.0")."""
     if variant not in ("small", "1.0"):

@@ -50,7 +50,10 @@ def test_generate_with_init_audio_and_negative(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seconds", "50"], "seconds must be in (0, 11.89]"),
+        (["--seconds", "50"], "seconds must be in (0, 11.89] for tiny-random, got 50"),
+        (["--seconds", "-1"], "seconds must be in (0, 11.89] for tiny-random, got -1"),
+        (["--seed", "99999999999"], "seed must be in [0, 2147483647] or -1 (random), got 99999999999"),
+        (["--seed", "-5"], "seed must be in [0, 2147483647] or -1 (random), got -5"),
         (["--sampler", "nope"], "sampler must be one of"),
         (["--format", "flac", "--bit-depth", "32f"], "format/bit depth must be one of"),
         (["--init-audio", "/nonexistent.wav"], "cannot read --init-audio"),

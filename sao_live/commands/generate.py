@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import InvalidRequestError
+from ..request import RequestError, check_seed
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +29,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def seed_argument(text: str) -> int | None:
+    """--seed checked as OSC checks it, before a model loads; None: pick one."""
+    try:
+        return check_seed(text)
+    except RequestError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate one clip to a file")
     p.add_argument("prompt", help='e.g. "warm arpeggios on house beats 120BPM with drums effect"')
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's window)")
-    p.add_argument("--seed", type=int, default=None, help="default: random, printed")
+    p.add_argument("--seed", type=seed_argument, default=None, help="0 to 2147483647; default or -1: random, printed")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--negative", default=None, help="negative prompt")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidRequestError, ModelAccessError
+from ..request import check_seconds, check_seed, pick_seed
 from . import quantize, sampling
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
@@ -93,6 +93,7 @@ class StableAudioPipeline:
                 f"{model.cfg.conditioning.cond_dim}: use the text encoder the model was trained with"
             )
         self.cfg = model.cfg
+        self.name = "this model"  # what error messages call it; load_pipeline gives the name it was asked by
         self.device = torch.device(device)
         self.numerics = numerics
         self.text_encoder = text_encoder
@@ -219,9 +220,7 @@ class StableAudioPipeline:
     def _check(self, prompt, seconds, steps, cfg_scale, sample_size) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequestError(f"prompt must be a non-empty string, got {prompt!r}")
-        window = sample_size / self.cfg.sample_rate
-        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= window:
-            raise InvalidRequestError(f"seconds must be in (0, {window:.2f}] for this model, got {seconds!r}")
+        check_seconds(seconds, sample_size / self.cfg.sample_rate, self.name)
         if not isinstance(steps, int) or not 1 <= steps <= 1000:
             raise InvalidRequestError(f"steps must be an integer in [1, 1000], got {steps!r}")
         if not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) or not 0 <= cfg_scale <= 50:
@@ -246,6 +245,8 @@ class StableAudioPipeline:
     ) -> GenerationResult:
         """Generates one clip of `seconds` (default: the whole window) for `prompt`.
 
+        `seed` is in [0, 2147483647]; None or -1 picks one (in `GenerationResult.seed`).
+
         `init_audio` is (audio (channels, samples) float, sample_rate); `init_noise_level`
         is sigma_max for it (rf: in (0, 1], default 0.1; v: default 1.0).
         `progress(done_steps, total_steps)` is called after every sampler step; raising
@@ -260,7 +261,8 @@ class StableAudioPipeline:
             raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size!r}")
         self._check(prompt, seconds, steps, cfg_scale, sample_size)
         sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
-        seed = random.randint(0, 2**32 - 2) if seed is None or seed < 0 else int(seed)
+        seed = None if seed is None else check_seed(seed)  # -1 also asks for a random one
+        seed = pick_seed() if seed is None else seed
 
         # RNG draws in the reference's order (spec §5.2): noise, init-audio posterior, tree seed.
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -344,5 +346,8 @@ def load_pipeline(
         cfg = ModelConfig.from_dict({**raw, **replaced})
         if text_encoder is None:
             text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
-        return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
-    return StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)
+        pipe = StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
+    else:
+        pipe = StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)
+    pipe.name = str(model)
+    return pipe

@@ -294,6 +294,22 @@ def test_bad_input_gets_a_coded_error(client, message, code, id):
     assert len(args[2]) > 10  # a sentence, not just a code
 
 
+@pytest.mark.parametrize("seconds", [-1.0, 0.0, 100.0])
+def test_every_bad_length_names_the_models_window(client, seconds):
+    client.send("/sao/gen", "len", "kick", seconds)
+    kind, args = client.wait_reply("len", timeout=10)
+    assert (kind, args[1]) == ("/sao/error", "bad_seconds"), args
+    assert args[2] == f"seconds must be in (0, 11.89] for tiny-random, got {seconds:g}"
+
+
+@pytest.mark.parametrize("seed", [-5, 2**31, 2**40])
+def test_seeds_outside_the_one_range_are_refused_with_the_range_as_integers(client, seed):
+    client.send("/sao/gen", "sd", "kick", 1.0, "seed", seed)
+    kind, args = client.wait_reply("sd", timeout=10)
+    assert (kind, args[1]) == ("/sao/error", "bad_seed"), args
+    assert args[2] == f"seed must be in [0, 2147483647] or -1 (random), got {seed}"
+
+
 def test_bad_input_leaves_running_work_alone(client, shared_daemon):
     client.send("/sao/gen", "work", unique("steady"), 2.0, "steps", SHORT_LONG_STEPS, "export", 0)
     client.wait_for("/sao/progress", lambda a: a[0] == "work")

@@ -75,6 +75,20 @@ def test_bench_prints_stage_figures_as_json():
     assert set(report["stages"]) == {"text", "dit", "dit_cfg", "decode", "end_to_end"}
     assert all(s["median_s"] > 0 for s in report["stages"].values())
     assert report["peak_rss_mb"] > 0 and report["decode_frames"] < report["window_frames"]
+    # What it is doing goes to stderr as it happens: loading, then each stage's warm-up and runs.
+    said = [line for line in proc.stderr.splitlines() if line.startswith("bench: ")]
+    assert said[0].startswith("bench: loading tiny-random (random weights") and said[-1] == "bench: done", said
+    for stage in report["stages"]:
+        assert f"bench: timing {stage}: a warm-up run, then 1 timed" in said, said
+        assert any(line.startswith(f"bench:   {stage} run 1/1: ") for line in said), said
+
+
+def test_bench_help_names_the_model_it_uses():
+    proc = sao("bench", "--help")
+    assert proc.returncode == 0
+    help_text = " ".join(proc.stdout.split())
+    assert "(default: random-small: Small's size, random weights)" in help_text
+    assert "./model" not in help_text
 
 
 def test_tiny_random_makes_smalls_window_at_a_quiet_level(tmp_path):

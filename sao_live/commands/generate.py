@@ -11,12 +11,14 @@ from ..errors import InvalidRequestError
 from ..request import RequestError, check_seed
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--model, --text-encoder, --device, --numerics: shared by every command that loads a model."""
+def add_model_arguments(p: argparse.ArgumentParser, model: str | None = "model", said: str = "./model") -> None:
+    """--model, --text-encoder, --device, --numerics: shared by every command that loads a model.
+
+    `model` is the command's default model and `said` how its help names it."""
     p.add_argument(
         "--model",
-        default="model",
-        help="model folder, hub repo id (stabilityai/stable-audio-open-small), or tiny-random (default: ./model)",
+        default=model,
+        help=f"model folder, hub repo id (stabilityai/stable-audio-open-small), or tiny-random (default: {said})",
     )
     p.add_argument("--text-encoder", default=None, help="T5 encoder folder or hub id (default google-t5/t5-base)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")

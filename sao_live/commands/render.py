@@ -18,8 +18,8 @@ from .generate import add_model_arguments
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="pre-render every pad of a set file into the cache")
     p.add_argument("set_file", type=Path, help="the set file (TOML, docs/sets.md)")
-    add_model_arguments(p)
-    p.set_defaults(model=None, numerics=None)
+    add_model_arguments(p, None, "the set's model, else the settings' (./model)")
+    p.set_defaults(numerics=None)
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
     return p

@@ -10,9 +10,12 @@ GQA cross-attention in the 1.0 shape, the VAE strides) at toy widths.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # A small vocabulary of whole words and pieces, enough to tokenise typical prompts
 # into several ids; anything else falls back to the unknown id.
@@ -203,6 +206,7 @@ def tiny_text_encoder_folder() -> Path:
 
     folder = Path(user_cache_dir("sao-live")) / "tiny-t5"
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
+        log.info("writing a tiny random T5 text encoder to %s (once)", folder)
         build_tiny_text_encoder(folder)
     return folder
 
@@ -213,6 +217,7 @@ def random_t5_base_folder() -> Path:
 
     folder = Path(user_cache_dir("sao-live")) / "random-t5-base"
     if not (folder / "model.safetensors").is_file():
+        log.info("writing a random T5 text encoder of t5-base's size to %s (once)", folder)
         build_tiny_text_encoder(folder)  # tokenizer, then replace the model with a t5-base-sized one
         from transformers import T5Config, T5EncoderModel
 

@@ -73,14 +73,14 @@ class Stage:
     def start_audio(self) -> None:
         s = self.d.settings
         if s.audio_device == "none":
-            self.audio_note = "disabled (audio_device = none): export only"
+            self.audio_note = "disabled (audio_device = none), export only"
         else:
             try:
                 self.player = self._open_player(s.master_db)
                 self.tempo.rate = self.player.rate
                 self.audio_note = self.player.device_name
             except NoAudioDevice as err:
-                self.audio_note = f"no audio device ({err}): the daemon runs without sound, export only"
+                self.audio_note = f"{err}; export only"  # the reason says what is missing
         log.info("audio: %s", self.audio_note)
 
     def _open_player(self, master_db: float) -> Player:
@@ -149,7 +149,7 @@ class Stage:
                 player = await self.d.in_thread(self._open_player, old.master_db)
             except NoAudioDevice as err:
                 delay = min(2 * delay, 30.0)
-                self.audio_note = f"no audio device ({err}); trying again in {delay:.0f} s"
+                self.audio_note = f"{err}; trying again in {delay:.0f} s"
                 log.warning("audio: %s", self.audio_note)
                 continue
             self.player, self.audio_note = player, player.device_name
@@ -258,7 +258,7 @@ class Stage:
 
     def _need_audio(self) -> None:
         if self.player is None:
-            raise RequestError("no_audio", f"the daemon runs without sound: {self.audio_note}")
+            raise RequestError("no_audio", f"nothing can play: {self.audio_note}")
 
     # ------------------------------------------------------------ pads
 

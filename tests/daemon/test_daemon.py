@@ -17,7 +17,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from sao_live.daemon import protocol
 
-from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, Collector, build, free_port, riff_chunks
+from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, Collector, DaemonProcess, build, free_port, riff_chunks
 
 RATE = 44100
 
@@ -308,6 +308,36 @@ def test_seeds_outside_the_one_range_are_refused_with_the_range_as_integers(clie
     kind, args = client.wait_reply("sd", timeout=10)
     assert (kind, args[1]) == ("/sao/error", "bad_seed"), args
     assert args[2] == f"seed must be in [0, 2147483647] or -1 (random), got {seed}"
+
+
+def _says_it_once(message: str) -> bool:
+    words = message.replace(",", " ").replace(";", " ").split()
+    triples = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(triples) == len(set(triples))
+
+
+def test_no_audio_says_why_once(client, tmp_path, tiny_t5):
+    client.send("/sao/play", "nothing-here")
+    kind, args = client.wait_reply("nothing-here", timeout=10)
+    assert (kind, args[1], args[2]) == (
+        "/sao/error",
+        "no_audio",
+        "nothing can play: disabled (audio_device = none), export only",
+    )
+    config = dict(audio_device="no-such-device-anywhere", midi_in="none")  # the device fails to open
+    daemon = DaemonProcess(tmp_path / "d", tiny_t5, config=config, export=False).start()
+    c = daemon.client()
+    try:
+        c.send("/sao/play", "nothing-here")
+        kind, args = c.wait_reply("nothing-here", timeout=10)
+    finally:
+        c.close()
+        assert daemon.stop() == 0, daemon.log()
+    assert (kind, args[1]) == ("/sao/error", "no_audio"), args
+    message = args[2]
+    assert message.startswith("nothing can play: ") and message.endswith("; export only"), message
+    assert _says_it_once(message), message
+    assert f"audio: {message.removeprefix('nothing can play: ')}" in daemon.log()  # the log gives the same reason
 
 
 def test_bad_input_leaves_running_work_alone(client, shared_daemon):

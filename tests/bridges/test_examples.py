@@ -38,7 +38,7 @@ def test_osc_client_prints_the_clip_path(bridge_daemon):
 def test_osc_client_bars_and_errors(bridge_daemon):
     out = run_client(bridge_daemon, "script loop", "--bars", "1", "--bpm", "240", "--seed", "3", "--steps", "2")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert Path(out.stdout.strip().splitlines()[-1]).name == "script-loop_240bpm_1bars_s3.wav"
+    assert Path(out.stdout.strip().splitlines()[-1]).name == "script-loop_240bpm_1bar_s3.wav"
     bad = run_client(bridge_daemon, "too long", "--seconds", "99")
     assert bad.returncode == 1 and "error bad_seconds" in bad.stderr
 

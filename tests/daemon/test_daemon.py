@@ -215,7 +215,7 @@ def test_export_formats_and_loops(client, shared_daemon):
     assert (results["flac"].format, results["flac"].subtype) == ("FLAC", "PCM_24")
     assert results["wav32f"].subtype == "FLOAT" and results["wav16"].subtype == "PCM_16"
     kind, args = client.request("/sao/gen", "loop", prompt, 0, "bars", 1, "bpm", 128, "seed", 4, "steps", 2)
-    path = shared_daemon.export_dir / f"deep-techno-{prompt.split()[-1]}_128bpm_1bars_s4.wav"
+    path = shared_daemon.export_dir / f"deep-techno-{prompt.split()[-1]}_128bpm_1bar_s4.wav"
     assert args[1] == str(path)
     tempo = riff_chunks(path)[b"acid"][-4:]
     assert tempo == b"\x00\x00\x00C"  # 128.0 as little-endian float32

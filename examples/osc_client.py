@@ -42,6 +42,29 @@ def replies(sock: socket.socket, deadline: float):
             yield timed.message.address, tuple(timed.message.params)
 
 
+class Progress:
+    """Progress on one line rewritten in place in a terminal; one line per update into a pipe or
+    a log, where carriage returns would run the updates together."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream, self.open = stream, False
+        self.tty = stream.isatty()
+
+    def show(self, fraction: float) -> None:
+        text = f"{fraction * 100:5.1f} %"
+        if self.tty:
+            print(f"\r{text}", end="", file=self.stream, flush=True)
+            self.open = True
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def end(self) -> None:
+        """Ends the progress line, so that what follows starts on a line of its own."""
+        if self.open:
+            print(file=self.stream, flush=True)
+            self.open = False
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("prompt", help='e.g. "warm arpeggios on house beats 120BPM"')
@@ -79,22 +102,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no answer from a sao-live daemon at {args.host}:{args.port} (is `sao-live serve` running?)")
             return 3
         sock.sendto(message(address, request_id, args.prompt, float(seconds), *extra), target)
+        progress = Progress()
         for addr, atoms in replies(sock, time.monotonic() + args.timeout):
             if not atoms or atoms[0] != request_id:
                 continue
             if addr == "/sao/queued":
                 print(f"queued at position {atoms[1]}")
             elif addr == "/sao/progress":
-                print(f"\r{atoms[1] * 100:5.1f} %", end="", flush=True)
+                progress.show(atoms[1])
             elif addr == "/sao/done":
+                progress.end()
                 _, path, secs, seed, cached = atoms[:5]
-                print(f"\rdone: {secs:g} s, seed {seed}{' (from the cache)' if cached else ''}")
+                print(f"done: {secs:g} s, seed {seed}{' (from the cache)' if cached else ''}")
                 print(path)
                 return 0
             elif addr == "/sao/error":
-                print(f"\nerror {atoms[1]}: {atoms[2]}", file=sys.stderr)
+                progress.end()
+                print(f"error {atoms[1]}: {atoms[2]}", file=sys.stderr)
                 return 1
-    print(f"\nno /sao/done within {args.timeout:g} s", file=sys.stderr)
+    progress.end()
+    print(f"no /sao/done within {args.timeout:g} s", file=sys.stderr)
     return 3
 
 

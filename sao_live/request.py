@@ -84,6 +84,32 @@ def _num(value: Any, name: str, code: str, lo: float, hi: float, *, integer: boo
     return value
 
 
+def check_seed(value: Any, random_ok: bool = True) -> int | None:
+    """A seed as given: a whole number in [0, SEED_MAX], or -1 (when `random_ok`): None, pick one."""
+    seed = _num(value, "seed", "bad_seed", -math.inf, math.inf, integer=True)
+    if random_ok and seed == -1:
+        return None
+    if not 0 <= seed <= SEED_MAX:
+        also = " or -1 (random)" if random_ok else ""
+        raise RequestError("bad_seed", f"seed must be in [0, {SEED_MAX}]{also}, got {seed}")
+    return seed
+
+
+def pick_seed() -> int:
+    """A random seed, small enough to survive float32 clients (Pd) exactly."""
+    return random.randint(0, PICKED_SEED_MAX)
+
+
+def check_seconds(value: Any, window: float, model: str, length: str = "") -> float:
+    """A clip length: a finite number in (0, window] of `model`. `length` says how it was asked for."""
+    seconds = float(_num(value, "seconds", "bad_seconds", -math.inf, math.inf))
+    if not 0 < seconds <= window + 1e-9:
+        raise RequestError(
+            "bad_seconds", f"seconds must be in (0, {window:.2f}] for {model}, got {length or f'{seconds:g}'}"
+        )
+    return seconds
+
+
 def _text(value: Any, name: str, code: str, limit: int) -> str:
     if not isinstance(value, str):
         raise RequestError(code, f"{name} must be a string, got {value!r}")
@@ -155,8 +181,9 @@ class Request:
             put(self, "bpm", round(float(_num(self.bpm, "bpm", "bad_bpm", 20, 400)), 3))
             put(self, "seconds", self.bars * 240.0 / self.bpm)
         # Rounded to 0.1 ms so float32 atoms (0.1 -> 0.10000000149) give the same clip as their decimal.
-        put(self, "seconds", round(float(_num(self.seconds, "seconds", "bad_seconds", 0, 3600, lo_open=True)), 4))
-        put(self, "seed", _num(self.seed, "seed", "bad_seed", 0, SEED_MAX, integer=True))
+        # The range depends on the model: `resolved` checks it.
+        put(self, "seconds", round(float(_num(self.seconds, "seconds", "bad_seconds", -math.inf, math.inf)), 4))
+        put(self, "seed", check_seed(self.seed, random_ok=False))
         if self.steps is not None:
             put(self, "steps", _num(self.steps, "steps", "bad_steps", 1, 1000, integer=True))
         if self.cfg is not None:
@@ -177,9 +204,10 @@ class Request:
     @classmethod
     def create(cls, prompt: str, seconds: float, seed: Any = None, **options) -> Request:
         """A Request with the seed picked (and recorded) when none, or -1, is given."""
-        picked = seed is None or (is_number(seed) and seed == -1)
+        seed = None if seed is None else check_seed(seed)
+        picked = seed is None
         if picked:
-            seed = random.randint(0, PICKED_SEED_MAX)
+            seed = pick_seed()
         for name in ("negative", "sampler"):
             if name in options and not isinstance(options[name], str):
                 raise RequestError(f"bad_{name}", f"{name} must be a string, got {options[name]!r}")
@@ -206,13 +234,8 @@ class Request:
         sampler = self.sampler or defaults.get("sampler") or model.sampler
         if sampler not in model.samplers:
             raise RequestError("bad_sampler", f"sampler must be one of {', '.join(model.samplers)}, got {sampler!r}")
-        if self.seconds > model.window_seconds + 1e-9:
-            length = (
-                f"{self.bars:g} bars at {self.bpm:g} bpm = {self.seconds:g} s" if self.bars else f"{self.seconds!r}"
-            )
-            raise RequestError(
-                "bad_seconds", f"seconds must be in (0, {model.window_seconds:.2f}] for {model.name}, got {length}"
-            )
+        length = f"{self.bars:g} bars at {self.bpm:g} bpm = {self.seconds:g} s" if self.bars else ""
+        check_seconds(self.seconds, model.window_seconds, model.name, length)
         return replace(self, steps=steps, cfg=cfg, sampler=sampler)
 
     def variation(self, i: int) -> Request:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -49,7 +50,10 @@ def test_generate_with_init_audio_and_negative(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--seconds", "50"], "seconds must be in (0, 2.97]"),
+        (["--seconds", "50"], "seconds must be in (0, 11.89] for tiny-random, got 50"),
+        (["--seconds", "-1"], "seconds must be in (0, 11.89] for tiny-random, got -1"),
+        (["--seed", "99999999999"], "seed must be in [0, 2147483647] or -1 (random), got 99999999999"),
+        (["--seed", "-5"], "seed must be in [0, 2147483647] or -1 (random), got -5"),
         (["--sampler", "nope"], "sampler must be one of"),
         (["--format", "flac", "--bit-depth", "32f"], "format/bit depth must be one of"),
         (["--init-audio", "/nonexistent.wav"], "--init-audio /nonexistent.wav: no such file"),
@@ -71,3 +75,31 @@ def test_bench_prints_stage_figures_as_json():
     assert set(report["stages"]) == {"text", "dit", "dit_cfg", "decode", "end_to_end"}
     assert all(s["median_s"] > 0 for s in report["stages"].values())
     assert report["peak_rss_mb"] > 0 and report["decode_frames"] < report["window_frames"]
+    # What it is doing goes to stderr as it happens: loading, then each stage's warm-up and runs.
+    said = [line for line in proc.stderr.splitlines() if line.startswith("bench: ")]
+    assert said[0].startswith("bench: loading tiny-random (random weights") and said[-1] == "bench: done", said
+    for stage in report["stages"]:
+        assert f"bench: timing {stage}: a warm-up run, then 1 timed" in said, said
+        assert any(line.startswith(f"bench:   {stage} run 1/1: ") for line in said), said
+
+
+def test_bench_help_names_the_model_it_uses():
+    proc = sao("bench", "--help")
+    assert proc.returncode == 0
+    help_text = " ".join(proc.stdout.split())
+    assert "(default: random-small: Small's size, random weights)" in help_text
+    assert "./model" not in help_text
+
+
+def test_tiny_random_makes_smalls_window_at_a_quiet_level(tmp_path):
+    """The toy model takes what the real Small takes (up to 11.9 s) and sounds at about -30 dBFS."""
+    out = tmp_path / "long.wav"
+    proc = sao("generate", "warm arpeggios on house beats 120BPM", "--model", "tiny-random", "--seconds", "11.8",
+               "--seed", "3", "--bit-depth", "32f", "-o", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    audio, rate = sf.read(out, dtype="float32")
+    assert (rate, audio.shape) == (44100, (round(11.8 * 44100), 2))
+    rms_db = 10 * np.log10(np.mean(audio.astype(np.float64) ** 2))
+    peak_db = 20 * np.log10(np.abs(audio).max())
+    assert -36 < rms_db < -24, rms_db
+    assert -30 < peak_db < -6, peak_db  # far from clipping, and not silence

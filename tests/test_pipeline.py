@@ -11,6 +11,7 @@ import torch
 from sao_live import StableAudioPipeline
 from sao_live.engine.pipeline import DECODE_MARGIN_FRAMES
 from sao_live.errors import Cancelled, InvalidRequestError
+from sao_live.request import PICKED_SEED_MAX
 
 from .conftest import GOLDEN
 
@@ -45,7 +46,14 @@ def test_audio_is_trimmed_float32_and_seeded(tiny_pipeline):
 def test_a_seed_is_picked_and_reported_when_none_is_given(tiny_pipeline):
     first = tiny_pipeline.generate("snare", seconds=0.5, steps=2)
     replay = tiny_pipeline.generate("snare", seconds=0.5, steps=2, seed=first.seed)
-    assert 0 <= first.seed < 2**32 and np.array_equal(first.audio, replay.audio)
+    assert 0 <= first.seed <= PICKED_SEED_MAX and np.array_equal(first.audio, replay.audio)
+    assert 0 <= tiny_pipeline.generate("snare", seconds=0.5, steps=2, seed=-1).seed <= PICKED_SEED_MAX
+
+
+@pytest.mark.parametrize("seed", [-5, 2**31, 2**32])
+def test_seeds_outside_the_range_are_refused(tiny_pipeline, seed):
+    with pytest.raises(InvalidRequestError, match=rf"seed must be in \[0, 2147483647\] or -1 \(random\), got {seed}$"):
+        tiny_pipeline.generate("snare", seconds=0.5, steps=2, seed=seed)
 
 
 def test_default_length_is_the_window(tiny_pipeline):
@@ -69,10 +77,10 @@ def test_progress_reports_every_step_and_cancel_stops(tiny_pipeline):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(seconds=float("nan")), "seconds must be in (0, 2.97]"),
-        (dict(seconds=0), "seconds must be in (0, 2.97]"),
-        (dict(seconds=-1.0), "seconds must be in"),
-        (dict(seconds=30.0), "got 30.0"),
+        (dict(seconds=float("nan")), "seconds must be a finite number, got nan"),
+        (dict(seconds=0), "seconds must be in (0, 2.97] for this model, got 0"),
+        (dict(seconds=-1.0), "seconds must be in (0, 2.97] for this model, got -1"),
+        (dict(seconds=30.0), "seconds must be in (0, 2.97] for this model, got 30"),
         (dict(steps=0), "steps must be an integer in [1, 1000]"),
         (dict(steps=2.5), "steps must be an integer"),
         (dict(cfg_scale=float("inf")), "cfg_scale must be in [0, 50]"),

@@ -3,6 +3,7 @@
 Stages: loading, text encoding (T5 + numbers), one DiT step (batch 1, and the CFG batch
 of 2), VAE decode of the frames a clip of --seconds needs, and end to end. Each figure
 is the median of --repeat runs after one warm-up run, which is reported on its own.
+The JSON goes to stdout; what is being done, and each run's time, go to stderr as it happens.
 """
 
 from __future__ import annotations
@@ -26,37 +27,47 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--stages", default="text,dit,dit_cfg,decode,end_to_end", help="comma-separated subset")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    add_model_arguments(p)
-    p.set_defaults(model="random-small")
+    add_model_arguments(p, "random-small", "random-small: Small's size, random weights")
     return p
+
+
+def _say(text: str) -> None:
+    """A status line on stderr: a random model at full size takes minutes to build and time."""
+    print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed(fn, repeat: int, warmup: bool = True) -> dict:
+def _timed(name: str, fn, repeat: int, warmup: bool = True) -> dict:
+    _say(f"timing {name}: {'a warm-up run, then ' if warmup else ''}{repeat} timed")
     start = time.perf_counter()
     if warmup:
         fn()
+        _say(f"  {name} warm-up: {time.perf_counter() - start:.3f} s")
     warmup_s = time.perf_counter() - start
     runs = []
-    for _ in range(repeat):
+    for i in range(repeat):
         start = time.perf_counter()
         fn()
         runs.append(time.perf_counter() - start)
+        _say(f"  {name} run {i + 1}/{repeat}: {runs[-1]:.3f} s")
     return {"median_s": round(statistics.median(runs), 4), "warmup_s": round(warmup_s, 4), "runs_s": runs}
 
 
 def run(args) -> int:
     import torch
 
-    from ..engine.pipeline import load_pipeline
+    from ..engine.pipeline import RANDOM_MODELS, load_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    made = " (random weights, made now: at a published size this takes a while)" if args.model in RANDOM_MODELS else ""
+    _say(f"loading {args.model}{made}")
     pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8)
+    _say(f"loaded in {time.perf_counter() - start:.1f} s")
     report = {
         "model": str(args.model),
         "numerics": args.numerics,
@@ -79,20 +90,24 @@ def run(args) -> int:
     timings = {}
     if "text" in stages:
         prompts = iter(f"prompt number {i} for timing" for i in range(10_000))  # defeat the prompt cache
-        timings["text"] = _timed(lambda: pipe.conditioning([next(prompts)], [seconds]), args.repeat, not args.no_warmup)
+        timings["text"] = _timed(
+            "text", lambda: pipe.conditioning([next(prompts)], [seconds]), args.repeat, not args.no_warmup
+        )
     if "dit" in stages:
-        timings["dit"] = _timed(lambda: pipe.dit(x, t, cond, 1.0), args.repeat, not args.no_warmup)
+        timings["dit"] = _timed("dit", lambda: pipe.dit(x, t, cond, 1.0), args.repeat, not args.no_warmup)
     if "dit_cfg" in stages:
-        timings["dit_cfg"] = _timed(lambda: pipe.dit(x, t, cond, 7.0), args.repeat, not args.no_warmup)
+        timings["dit_cfg"] = _timed("dit_cfg", lambda: pipe.dit(x, t, cond, 7.0), args.repeat, not args.no_warmup)
     if "decode" in stages:
         z = torch.randn(1, cfg.dit.io_channels, decode_frames, generator=gen).to(pipe.device)
-        timings["decode"] = _timed(lambda: pipe.decode(z), args.repeat, not args.no_warmup)
+        timings["decode"] = _timed("decode", lambda: pipe.decode(z), args.repeat, not args.no_warmup)
     if "end_to_end" in stages:
         timings["end_to_end"] = _timed(
+            "end_to_end",
             lambda: pipe.generate("warm arpeggios on house beats 120BPM", seconds=seconds, seed=1, steps=args.steps),
             args.repeat,
             not args.no_warmup,
         )
+    _say("done")
     report["stages"] = timings
     report["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     json.dump(report, sys.stdout, indent=2)

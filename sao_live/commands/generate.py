@@ -9,14 +9,17 @@ import time
 from pathlib import Path
 
 from ..errors import InvalidRequestError
+from ..request import RequestError, check_seed
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """--model, --text-encoder, --device, --numerics: shared by every command that loads a model."""
+def add_model_arguments(p: argparse.ArgumentParser, model: str | None = "model", said: str = "./model") -> None:
+    """--model, --text-encoder, --device, --numerics: shared by every command that loads a model.
+
+    `model` is the command's default model and `said` how its help names it."""
     p.add_argument(
         "--model",
-        default="model",
-        help="model folder, hub repo id (stabilityai/stable-audio-open-small), or tiny-random (default: ./model)",
+        default=model,
+        help=f"model folder, hub repo id (stabilityai/stable-audio-open-small), or tiny-random (default: {said})",
     )
     p.add_argument("--text-encoder", default=None, help="T5 encoder folder or hub id (default google-t5/t5-base)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
@@ -29,11 +32,19 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def seed_argument(text: str) -> int | None:
+    """--seed checked as OSC checks it, before a model loads; None: pick one."""
+    try:
+        return check_seed(text)
+    except RequestError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="generate one clip to a file")
     p.add_argument("prompt", help='e.g. "warm arpeggios on house beats 120BPM with drums effect"')
     p.add_argument("--seconds", type=float, default=None, help="clip length (default: the model's window)")
-    p.add_argument("--seed", type=int, default=None, help="default: random, printed")
+    p.add_argument("--seed", type=seed_argument, default=None, help="0 to 2147483647; default or -1: random, printed")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--negative", default=None, help="negative prompt")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import sys
 from pathlib import Path
@@ -18,8 +19,8 @@ from .generate import add_model_arguments
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="pre-render every pad of a set file into the cache")
     p.add_argument("set_file", type=Path, help="the set file (TOML, docs/sets.md)")
-    add_model_arguments(p)
-    p.set_defaults(model=None, numerics=None)
+    add_model_arguments(p, None, "the set's model, else the settings' (./model)")
+    p.set_defaults(numerics=None)
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
     return p
@@ -32,6 +33,9 @@ def _free_port() -> int:
 
 
 def run(args) -> int:
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from ..daemon.daemon import Daemon
     from ..daemon.settings import Settings
     from ..live.sets import load_set
@@ -42,8 +46,17 @@ def run(args) -> int:
                              host="127.0.0.1", osc_port=_free_port(), reply_port=_free_port(),
                              audio_device="none", midi_in="none", export_dir=None)  # fmt: skip
 
+    # In a terminal a bar, with log lines written above it; elsewhere (a pipe, a log) a line per update.
+    tty, bars = sys.stderr.isatty(), []
+
     def progress(ready: int, total: int) -> None:
-        print(f"\rrendering {live.name}: {ready}/{total} takes", end="" if ready < total else "\n", flush=True)
+        if not tty:
+            print(f"rendering {live.name}: {ready}/{total} takes", file=sys.stderr, flush=True)
+            return
+        if not bars:  # made once the model is loaded: the worker's own output comes before it
+            bars.append(tqdm(total=total, desc=f"rendering {live.name}", unit="take", file=sys.stderr))
+        bars[0].total = total
+        bars[0].update(ready - bars[0].n)
 
     async def main() -> None:
         d = Daemon(settings)
@@ -53,6 +66,11 @@ def run(args) -> int:
         finally:
             await d.shutdown()
 
-    asyncio.run(main())
+    with logging_redirect_tqdm() if tty else contextlib.nullcontext():
+        try:
+            asyncio.run(main())
+        finally:
+            for bar in bars:
+                bar.close()
     print(f"{live.name}: every pad is in the cache ({settings.cache_dir})", file=sys.stderr)
     return 0

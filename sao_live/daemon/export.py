@@ -1,7 +1,7 @@
 """Export to the folder a DAW watches: names it understands, metadata, never a half file.
 
 Names are `{slug}_{seconds}s_s{seed}.wav` for one-shots and `{slug}_{bpm}bpm_{bars}bars_s{seed}.wav`
-for loops. The slug is the prompt in lower-case ASCII words joined by "-", bounded in length,
+for loops (`_1bar_` for one bar). The slug is the prompt in lower-case ASCII words joined by "-", bounded in length,
 never a path and never a name Windows reserves. The file is written to a hidden temporary
 name in the same folder and then hard-linked to its name, which fails rather than replace a
 file that exists (the DAW may hold it): the next free `_2`, `_3`, ... suffix is used instead.
@@ -55,7 +55,8 @@ def _num(x: float) -> str:
 def export_name(request: Request, ext: str) -> str:
     slug = slugify(request.prompt)
     if request.bars is not None:
-        return f"{slug}_{_num(request.bpm)}bpm_{_num(request.bars)}bars_s{request.seed}.{ext}"
+        bars = "bar" if request.bars == 1 else "bars"
+        return f"{slug}_{_num(request.bpm)}bpm_{_num(request.bars)}{bars}_s{request.seed}.{ext}"
     return f"{slug}_{_num(request.seconds)}s_s{request.seed}.{ext}"
 
 

@@ -32,11 +32,14 @@ HUB_WEIGHTS = {
 CONNECT_TIMEOUT = 3.0  # seconds to reach the hub before giving up (and not retrying for half a minute)
 
 # Names that build a model with random weights instead of loading files.
-RANDOM_MODELS = {
-    "tiny-random": ("tiny-small.json", "tiny"),
-    "tiny-random-1.0": ("tiny-1.0.json", "tiny"),
-    "random-small": ("sao-small.json", "t5-base"),
-    "random-1.0": ("sao-1.0.json", "t5-base"),
+# (config file, text encoder kind, config keys replaced).
+RANDOM_MODELS: dict[str, tuple[str, str, dict]] = {
+    # The tiny Small shape with the published window (524288 samples, 11.9 s), so that every
+    # request the real Small takes also works on the toy model.
+    "tiny-random": ("tiny-small.json", "tiny", {"sample_size": 524288}),
+    "tiny-random-1.0": ("tiny-1.0.json", "tiny", {}),
+    "random-small": ("sao-small.json", "t5-base", {}),
+    "random-1.0": ("sao-1.0.json", "t5-base", {}),
 }
 NEXT_STEP = "run with `--model tiny-random` to try without weights, or see model/README.md for getting them"
 

@@ -12,8 +12,8 @@ tests can compare them with golden tensors and the benchmark can time them.
 
 from __future__ import annotations
 
+import json
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidRequestError, ModelAccessError
+from ..request import check_seconds, check_seed, pick_seed
 from . import quantize, sampling
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
@@ -93,6 +94,7 @@ class StableAudioPipeline:
                 f"{model.cfg.conditioning.cond_dim}: use the text encoder the model was trained with"
             )
         self.cfg = model.cfg
+        self.name = "this model"  # what error messages call it; load_pipeline gives the name it was asked by
         self.device = torch.device(device)
         self.numerics = numerics
         self.text_encoder = text_encoder
@@ -144,10 +146,11 @@ class StableAudioPipeline:
         int8: bool | None = None,
     ) -> StableAudioPipeline:
         """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
-        from .tiny import randomize_
+        from .tiny import quiet_decoder_, randomize_
 
         model = StableAudioModel(cfg).eval().requires_grad_(False)
         randomize_(model, seed)
+        quiet_decoder_(model)  # random weights alone make full-scale noise
         return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
 
     @classmethod
@@ -218,9 +221,7 @@ class StableAudioPipeline:
     def _check(self, prompt, seconds, steps, cfg_scale, sample_size) -> None:
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequestError(f"prompt must be a non-empty string, got {prompt!r}")
-        window = sample_size / self.cfg.sample_rate
-        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or not 0 < seconds <= window:
-            raise InvalidRequestError(f"seconds must be in (0, {window:.2f}] for this model, got {seconds!r}")
+        check_seconds(seconds, sample_size / self.cfg.sample_rate, self.name)
         if not isinstance(steps, int) or not 1 <= steps <= 1000:
             raise InvalidRequestError(f"steps must be an integer in [1, 1000], got {steps!r}")
         if not isinstance(cfg_scale, (int, float)) or not math.isfinite(cfg_scale) or not 0 <= cfg_scale <= 50:
@@ -245,6 +246,8 @@ class StableAudioPipeline:
     ) -> GenerationResult:
         """Generates one clip of `seconds` (default: the whole window) for `prompt`.
 
+        `seed` is in [0, 2147483647]; None or -1 picks one (in `GenerationResult.seed`).
+
         `init_audio` is (audio (channels, samples) float, sample_rate); `init_noise_level`
         is sigma_max for it (rf: in (0, 1], default 0.1; v: default 1.0).
         `progress(done_steps, total_steps)` is called after every sampler step; raising
@@ -259,7 +262,8 @@ class StableAudioPipeline:
             raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size!r}")
         self._check(prompt, seconds, steps, cfg_scale, sample_size)
         sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
-        seed = random.randint(0, 2**32 - 2) if seed is None or seed < 0 else int(seed)
+        seed = None if seed is None else check_seed(seed)  # -1 also asks for a random one
+        seed = pick_seed() if seed is None else seed
 
         # RNG draws in the reference's order (spec §5.2): noise, init-audio posterior, tree seed.
         generator = torch.Generator(self.device).manual_seed(seed)
@@ -320,15 +324,19 @@ def load_pipeline(
 ) -> StableAudioPipeline:
     """A pipeline from a folder, a hub repo id, or one of RANDOM_MODELS (no download).
 
-    `tiny-random` is a toy model shaped like SAO Small for smoke runs and tests;
+    `tiny-random` is a toy model shaped like SAO Small, with its 11.9 s window, for smoke runs and tests;
     `random-small` / `random-1.0` are the published sizes with random weights (benchmarks).
     """
     if str(model) in RANDOM_MODELS:
         from .tiny import random_t5_base_folder, tiny_text_encoder_folder
 
-        config_name, encoder_kind = RANDOM_MODELS[str(model)]
-        cfg = ModelConfig.from_file(Path(__file__).resolve().parent.parent / "configs" / config_name)
+        config_name, encoder_kind, replaced = RANDOM_MODELS[str(model)]
+        raw = json.loads((Path(__file__).resolve().parent.parent / "configs" / config_name).read_text())
+        cfg = ModelConfig.from_dict({**raw, **replaced})
         if text_encoder is None:
             text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
-        return StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
-    return StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)
+        pipe = StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
+    else:
+        pipe = StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)
+    pipe.name = str(model)
+    return pipe

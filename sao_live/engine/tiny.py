@@ -10,9 +10,12 @@ GQA cross-attention in the 1.0 shape, the VAE strides) at toy widths.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # A small vocabulary of whole words and pieces, enough to tokenise typical prompts
 # into several ids; anything else falls back to the unknown id.
@@ -165,6 +168,34 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> None:
         p.copy_(value.to(p.dtype))
 
 
+# The RMS level unit-normal latents decode to on a random model. Sampled latents run a
+# little larger, so generated clips land near -30 dBFS RMS (peaks near -12 dBFS).
+QUIET_DBFS = -33.0
+
+
+@torch.no_grad()
+def quiet_decoder_(model: torch.nn.Module, dbfs: float = QUIET_DBFS, seed: int = 0) -> float:
+    """Scales the VAE decoder's output layer so that unit-normal latents decode at `dbfs` RMS.
+
+    Random weights decode to RMS ~50 (+34 dBFS): clipped to full-scale noise when written or
+    played. Scaling only the last convolution keeps every path computing and makes a random
+    model safe to listen to. Returns the gain applied.
+    """
+    from .oobleck import WNConv1d
+
+    decoder = model.pretransform.model.decoder
+    last = [m for m in decoder.modules() if isinstance(m, WNConv1d)][-1]
+    first = next(m for m in decoder.modules() if isinstance(m, WNConv1d))
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, first.weight_v.shape[1], 8, generator=gen)  # 8 frames: cheap even at full size
+    rms = float(decoder(z).pow(2).mean().sqrt())
+    gain = 10 ** (dbfs / 20) / max(rms, 1e-12)
+    last.weight_g.mul_(gain)
+    if last.bias is not None:
+        last.bias.mul_(gain)
+    return gain
+
+
 def tiny_config_path(variant: str = "small") -> Path:
     """The packaged tiny config shaped like SAO Small ("small") or SAO 1.0 ("1.0")."""
     if variant not in ("small", "1.0"):
@@ -178,6 +209,7 @@ def tiny_text_encoder_folder() -> Path:
 
     folder = Path(user_cache_dir("sao-live")) / "tiny-t5"
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
+        log.info("writing a tiny random T5 text encoder to %s (once)", folder)
         build_tiny_text_encoder(folder)
     return folder
 
@@ -188,6 +220,7 @@ def random_t5_base_folder() -> Path:
 
     folder = Path(user_cache_dir("sao-live")) / "random-t5-base"
     if not (folder / "model.safetensors").is_file():
+        log.info("writing a random T5 text encoder of t5-base's size to %s (once)", folder)
         build_tiny_text_encoder(folder)  # tokenizer, then replace the model with a t5-base-sized one
         from transformers import T5Config, T5EncoderModel
 

@@ -55,14 +55,14 @@ class AudioSupervisor:
     def start(self) -> None:
         """Opens the player (blocking: PortAudio scans its devices)."""
         if self.device == "none":
-            self.note = "disabled (audio_device = none): export only"
+            self.note = "disabled (audio_device = none), export only"
         else:
             try:
                 self.player = self._open(self.master_db)
                 self.tempo.rate = self.player.rate
                 self.note = self.player.device_name
             except NoAudioDevice as err:
-                self.note = f"no audio device ({err}): the daemon runs without sound, export only"
+                self.note = f"{err}; export only"  # the reason says what is missing
         log.info("audio: %s", self.note)
 
     def _open(self, master_db: float) -> Player:
@@ -79,7 +79,7 @@ class AudioSupervisor:
     def need(self) -> Player:
         """The player, or RequestError `no_audio`."""
         if self.player is None:
-            raise RequestError("no_audio", f"the daemon runs without sound: {self.note}")
+            raise RequestError("no_audio", f"nothing can play: {self.note}")
         return self.player
 
     def start_frame(self, quantize: str) -> int:
@@ -139,7 +139,7 @@ class AudioSupervisor:
                 player = await self.runtime.in_thread(self._open, old.master_db)
             except NoAudioDevice as err:
                 delay = min(2 * delay, 30.0)
-                self.note = f"no audio device ({err}); trying again in {delay:.0f} s"
+                self.note = f"{err}; trying again in {delay:.0f} s"
                 log.warning("audio: %s", self.note)
                 continue
             self.player, self.note = player, player.device_name

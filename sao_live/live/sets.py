@@ -258,6 +258,9 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
         bars = None
     if seconds is None and bars is None:
         fail(where, "a pad needs seconds or bars (here or in [defaults])")
+    if seconds is not None:  # the upper bound is the model's window, checked when a take is rendered
+        _check(seconds, (*where, "seconds") if "seconds" in own else where, fail,
+               lambda v: _is_num(v) and v > 0, "a number of seconds > 0")  # fmt: skip
     if "seeds" in own and "seed" in own:
         fail((*where, "seeds"), "give seed or seeds, not both")
     if "seeds" in d:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,9 +17,10 @@ import pytest
 from . import addresses as a
 
 
-def run_client(daemon, *args, timeout=60) -> subprocess.CompletedProcess:
+def run_client(daemon, *args, timeout=60, text=True) -> subprocess.CompletedProcess:
+    """The client's run; `text=False` keeps its output's bytes (text mode turns each \\r into \\n)."""
     cmd = [sys.executable, str(a.OSC_CLIENT), *args, "--port", str(daemon.osc_port), "--timeout", "50"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=text, timeout=timeout)
 
 
 def test_osc_client_prints_the_clip_path(bridge_daemon):
@@ -35,9 +38,60 @@ def test_osc_client_prints_the_clip_path(bridge_daemon):
 def test_osc_client_bars_and_errors(bridge_daemon):
     out = run_client(bridge_daemon, "script loop", "--bars", "1", "--bpm", "240", "--seed", "3", "--steps", "2")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert Path(out.stdout.strip().splitlines()[-1]).name == "script-loop_240bpm_1bars_s3.wav"
+    assert Path(out.stdout.strip().splitlines()[-1]).name == "script-loop_240bpm_1bar_s3.wav"
     bad = run_client(bridge_daemon, "too long", "--seconds", "99")
     assert bad.returncode == 1 and "error bad_seconds" in bad.stderr
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_first_sound_examples_run_verbatim(bridge_daemon):
+    """The example client commands of README's first-sound steps work against the tiny model, and each
+    progress update is a line of its own when the output is not a terminal."""
+    commands = [line.strip() for line in README.read_text().splitlines()
+                if line.strip().startswith("python examples/osc_client.py")]  # fmt: skip
+    assert len(commands) == 2, commands
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[1] == "examples/osc_client.py"
+        out = run_client(bridge_daemon, *argv[2:], text=False)
+        stdout = out.stdout.decode()
+        assert out.returncode == 0, command + "\n" + stdout + out.stderr.decode()
+        assert "\r" not in stdout  # a log or a pipe shows carriage-return updates run together
+        lines = stdout.rstrip("\n").split("\n")
+        progress = [line for line in lines if "%" in line]
+        assert progress and all(re.fullmatch(r" *\d+\.\d %", line) for line in progress), lines
+        assert lines[-2].startswith("done: ") and Path(lines[-1]).is_file(), lines
+    assert re.fullmatch(r"deep-techno-loop_128bpm_2bars_s\d+\.wav", Path(lines[-1]).name), lines
+
+
+def test_osc_client_progress_rewrites_one_terminal_line_then_ends_it(bridge_daemon):
+    main, child = os.openpty()  # a real terminal for the client's stdout
+    try:
+        cmd = [sys.executable, str(a.OSC_CLIENT), f"tty pad {uuid.uuid4().hex[:6]}", "--seconds", "0.5",
+               "--steps", "4", "--port", str(bridge_daemon.osc_port), "--timeout", "50"]  # fmt: skip
+        proc = subprocess.run(cmd, stdout=child, stderr=subprocess.PIPE, timeout=60)
+        os.close(child)
+        child = None
+        text = b""
+        while chunk := _read(main):
+            text += chunk
+    finally:
+        os.close(main)
+        if child is not None:
+            os.close(child)
+    assert proc.returncode == 0, text + proc.stderr
+    out = text.decode()
+    # Updates rewrite one line; the line is ended (the terminal shows \n as \r\n) before "done".
+    assert re.search(r"(\r *\d+\.\d %){4}\r\ndone: 0\.5 s", out), out
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # EIO: the other end is closed and everything has been read
+        return b""
 
 
 def test_osc_client_without_a_daemon_says_so(tmp_path):

@@ -47,7 +47,7 @@ def test_patch_generates_and_hears_done(bridge_daemon):
         assert lines.wait_for("sao-loaded:", timeout=10).split()[-1] == "22050"
         loop = lines.wait_for("sao: sao done 2 ", timeout=60).split()
         # 1 bar of 4/4 at 240 bpm = 1 s; bpm went with bars, and the seed box still said 12
-        assert Path(loop[4]).name == f"pd-bridge-kick-x{token}_240bpm_1bars_s12.wav" and loop[-3:-1] == ["1", "12"]
+        assert Path(loop[4]).name == f"pd-bridge-kick-x{token}_240bpm_1bar_s12.wav" and loop[-3:-1] == ["1", "12"]
         progress = [line for line in lines.seen if "sao: sao progress 1 " in line]
         assert progress and progress[-1].split()[-1] == "1"
         assert not [line for line in lines.seen if "error" in line.lower()], lines.seen

@@ -17,7 +17,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from sao_live.daemon import protocol
 
-from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, Collector, build, free_port, riff_chunks
+from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, Collector, DaemonProcess, build, free_port, riff_chunks
 
 RATE = 44100
 
@@ -215,7 +215,7 @@ def test_export_formats_and_loops(client, shared_daemon):
     assert (results["flac"].format, results["flac"].subtype) == ("FLAC", "PCM_24")
     assert results["wav32f"].subtype == "FLOAT" and results["wav16"].subtype == "PCM_16"
     kind, args = client.request("/sao/gen", "loop", prompt, 0, "bars", 1, "bpm", 128, "seed", 4, "steps", 2)
-    path = shared_daemon.export_dir / f"deep-techno-{prompt.split()[-1]}_128bpm_1bars_s4.wav"
+    path = shared_daemon.export_dir / f"deep-techno-{prompt.split()[-1]}_128bpm_1bar_s4.wav"
     assert args[1] == str(path)
     tempo = riff_chunks(path)[b"acid"][-4:]
     assert tempo == b"\x00\x00\x00C"  # 128.0 as little-endian float32
@@ -292,6 +292,52 @@ def test_bad_input_gets_a_coded_error(client, message, code, id):
     kind, args = client.wait_reply(id, timeout=10)
     assert (kind, args[1]) == ("/sao/error", code), args
     assert len(args[2]) > 10  # a sentence, not just a code
+
+
+@pytest.mark.parametrize("seconds", [-1.0, 0.0, 100.0])
+def test_every_bad_length_names_the_models_window(client, seconds):
+    client.send("/sao/gen", "len", "kick", seconds)
+    kind, args = client.wait_reply("len", timeout=10)
+    assert (kind, args[1]) == ("/sao/error", "bad_seconds"), args
+    assert args[2] == f"seconds must be in (0, 11.89] for tiny-random, got {seconds:g}"
+
+
+@pytest.mark.parametrize("seed", [-5, 2**31, 2**40])
+def test_seeds_outside_the_one_range_are_refused_with_the_range_as_integers(client, seed):
+    client.send("/sao/gen", "sd", "kick", 1.0, "seed", seed)
+    kind, args = client.wait_reply("sd", timeout=10)
+    assert (kind, args[1]) == ("/sao/error", "bad_seed"), args
+    assert args[2] == f"seed must be in [0, 2147483647] or -1 (random), got {seed}"
+
+
+def _says_it_once(message: str) -> bool:
+    words = message.replace(",", " ").replace(";", " ").split()
+    triples = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(triples) == len(set(triples))
+
+
+def test_no_audio_says_why_once(client, tmp_path, tiny_t5):
+    client.send("/sao/play", "nothing-here")
+    kind, args = client.wait_reply("nothing-here", timeout=10)
+    assert (kind, args[1], args[2]) == (
+        "/sao/error",
+        "no_audio",
+        "nothing can play: disabled (audio_device = none), export only",
+    )
+    config = dict(audio_device="no-such-device-anywhere", midi_in="none")  # the device fails to open
+    daemon = DaemonProcess(tmp_path / "d", tiny_t5, config=config, export=False).start()
+    c = daemon.client()
+    try:
+        c.send("/sao/play", "nothing-here")
+        kind, args = c.wait_reply("nothing-here", timeout=10)
+    finally:
+        c.close()
+        assert daemon.stop() == 0, daemon.log()
+    assert (kind, args[1]) == ("/sao/error", "no_audio"), args
+    message = args[2]
+    assert message.startswith("nothing can play: ") and message.endswith("; export only"), message
+    assert _says_it_once(message), message
+    assert f"audio: {message.removeprefix('nothing can play: ')}" in daemon.log()  # the log gives the same reason
 
 
 def test_bad_input_leaves_running_work_alone(client, shared_daemon):

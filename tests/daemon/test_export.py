@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,7 +54,9 @@ def test_names_for_one_shots_and_loops():
     assert export_name(Request("Kick drum", 0.75, 42), "wav") == "kick-drum_0.75s_s42.wav"
     assert export_name(Request("Kick", 2.0, 7), "flac") == "kick_2s_s7.flac"
     loop = Request("Deep techno", 1.0, 9, bars=1, bpm=128)
-    assert export_name(loop, "wav") == "deep-techno_128bpm_1bars_s9.wav"
+    assert export_name(loop, "wav") == "deep-techno_128bpm_1bar_s9.wav"  # singular for one bar only
+    assert export_name(replace(loop, bars=2.0), "wav") == "deep-techno_128bpm_2bars_s9.wav"
+    assert export_name(replace(loop, bars=0.5), "wav") == "deep-techno_128bpm_0.5bars_s9.wav"
 
 
 def test_default_export_is_24_bit_wav_with_the_request_as_json(tmp_path, source):

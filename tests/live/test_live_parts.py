@@ -57,7 +57,7 @@ def test_loop_over_osc_is_exact_and_carries_its_tempo(live_daemon, live):
     addr, args = live.request("/sao/loop", "L1", "deep techno", 1, 90)  # the tiny model's window is 2.97 s
     assert addr == "/sao/done", args
     path = Path(args[1])
-    assert path.name.startswith("deep-techno-90-bpm_90bpm_1bars_")  # the prompt gained "90 BPM"
+    assert path.name.startswith("deep-techno-90-bpm_90bpm_1bar_")  # the prompt gained "90 BPM"
     info = sf.info(path)
     assert info.frames == round(240 / 90 * info.samplerate)  # 2.667 s, to the sample
     acid = riff_chunks(path)[b"acid"]

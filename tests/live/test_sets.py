@@ -50,6 +50,8 @@ def test_loops_get_bars_at_the_set_tempo_and_bpm_in_the_prompt(tmp_path):
         ("bpm = 100", 2, "bpm: must be a number in [20, 400], got 1000"),
         ('prompt = "kick"', 7, "prompt must not be empty"),
         ("[defaults]", 3, "not valid TOML"),
+        ('kick"', 8, "seconds: must be a number of seconds > 0, got -1"),
+        ("[[banks]]", 8, "seed: seed must be in [0, 2147483647], got -1"),  # -1 (random) is for requests only
     ],
 )
 def test_a_broken_set_names_its_line(tmp_path, replace, line, message):
@@ -58,6 +60,8 @@ def test_a_broken_set_names_its_line(tmp_path, replace, line, message):
         "bpm = 100": "bpm = 1000",
         'prompt = "kick"': 'prompt = "  "',
         "[defaults]": "[defaults",
+        'kick"': 'kick"\nseconds = -1',
+        "[[banks]]": '[[banks]]\n[[banks.pads]]\nprompt = "hat"\nseed = -1',
     }[replace]
     f = tmp_path / "broken.toml"
     f.write_text(GOOD.replace(replace, broken))

@@ -43,7 +43,7 @@ class FakeWorkers:
         audio = np.zeros((int(44100 * seconds), 2), np.float32)
         Path(path).parent.mkdir(parents=True, exist_ok=True)  # as the worker does
         sf.write(path, audio, 44100, subtype="FLOAT")
-        info = dict(bytes=len(open(path, "rb").read()), sha256=file_sha256(path), seed=params["seed"],
+        info = dict(bytes=Path(path).stat().st_size, sha256=file_sha256(path), seed=params["seed"],
                     seconds=seconds, sample_rate=44100)  # fmt: skip
         self.on_job_message(("done", job_id, info))
 

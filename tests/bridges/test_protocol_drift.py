@@ -69,16 +69,21 @@ def test_readme_osc_table_is_generated_from_the_protocol():
 
 
 def test_readme_keeps_the_two_fresh_machine_commands():
-    # .ci/run runs exactly this test command; it and the serve command must not change unnoticed.
+    # .ci/run runs this test command, picked out of README.md by the line's end; it and the serve
+    # command must not change unnoticed.
     text = README.read_text()
     ci = (a.ROOT / ".ci" / "run").read_text()
-    assert "HF_HUB_OFFLINE=1 python -m pytest" in ci
+    assert "grep -m1 -E '^    .*python -m pytest$' README.md" in ci
     serve = ("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e . "
              "&& sao-live serve")  # fmt: skip
-    test = ("sudo apt-get install -y --no-install-recommends jackd2 libportaudio2 liblo-tools puredata-core sox "
-            'iproute2 && python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && '
-            'pip install -e ".[test,link]" && HF_HUB_OFFLINE=1 python -m pytest')  # fmt: skip
+    test = ("S=$(command -v sudo); $S apt-get update && $S apt-get install -y --no-install-recommends jackd2 "
+            "libportaudio2 liblo-tools puredata-core sox iproute2 && python3 -m venv .venv && "
+            '. .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test,link]" && '
+            "HF_HUB_OFFLINE=1 python -m pytest")  # fmt: skip
     assert f"    {serve}\n" in text and f"    {test}\n" in text
+    assert [line for line in text.splitlines() if line.startswith("    ") and line.endswith("python -m pytest")] == [
+        f"    {test}"
+    ]  # the one line .ci/run finds
 
 
 def test_readme_examples_exist():

@@ -76,7 +76,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="sao-live-bench-"))
     t5 = build_tiny_text_encoder(root / "t5")
     jack_log = Path(os.environ.setdefault("SAO_JACK_LOG", str(root / "jackd.log")))
-    server = JackServer(f"saobench{os.getpid()}")
+    server = JackServer(f"saobench{os.getpid()}", sync=False)  # jackd's default mode, as a live setup runs it
     (root / "loops.toml").write_text(LOOPS)
     extra = ("--model", args.model, "--text-encoder", args.text_encoder or str(t5)) if args.model else ()
     daemon = DaemonProcess(root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0),

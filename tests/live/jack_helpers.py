@@ -2,8 +2,16 @@
 
 The server is jackd2 (`-d dummy`, no sound card needed); the recorder is the JACK-Client
 package (a library others wrote), with input ports connected to PortAudio's outputs. Its
-process callback copies each period into one preallocated buffer; tests mark a position,
-act, and wait for frames after the mark.
+process callback copies each period into one preallocated buffer and notes the period's
+JACK frame time; tests mark a position, act, and wait for frames after the mark.
+
+The test server runs synchronously (`-S`): each cycle waits until every client is done.
+jackd's default (asynchronous) mode starts the next cycle on time even when a client is
+still busy; on a loaded machine the player or the recorder (non-realtime Python) then runs
+late, the player writes its next period before the recorder has copied the last one, and
+the recorder misses or repeats a period. Its copy is then shifted from there on, although
+the player played every frame right. Synchronously, lateness only slows the dummy clock
+(the player still counts it as an xrun), and the recording stays a faithful copy.
 """
 
 from __future__ import annotations
@@ -20,14 +28,16 @@ PERIOD = 256
 
 
 class JackServer:
-    def __init__(self, name: str):
+    def __init__(self, name: str, sync: bool = True):
         self.name = name
         os.environ["JACK_DEFAULT_SERVER"] = name  # every client of this session follows it
         os.environ["JACK_NO_START_SERVER"] = "1"
         # Tests run jackd without realtime scheduling (it works anywhere); SAO_JACK_REALTIME=1 asks
         # for SCHED_FIFO as a real setup would (root or rtprio limits needed), for the benchmarks.
         realtime = ["--realtime"] if os.environ.get("SAO_JACK_REALTIME") == "1" else ["--no-realtime"]
-        cmd = ["jackd", "-n", name, *realtime, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
+        # sync=False is jackd's default mode, as a live setup runs it (the benchmarks measure that).
+        mode = ["--sync"] if sync else []
+        cmd = ["jackd", "-n", name, *realtime, *mode, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)]
         # SAO_JACK_LOG=FILE keeps the server's messages (its xrun reports name the late client).
         log = os.environ.get("SAO_JACK_LOG")
         sink = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the server owns it
@@ -53,12 +63,15 @@ class Recorder:
         self.rate = self.client.samplerate
         self.buf = np.zeros((int(seconds * self.rate), channels), np.float32)
         self.n = 0
+        self.period = self.client.blocksize
+        self.frame_times = np.zeros(len(self.buf) // self.period + 1, np.int64)  # JACK's, per recorded period
         self.cond = threading.Condition()
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(channels)]
         self.client.set_process_callback(self._process)
         self.client.activate()
 
     def _process(self, frames: int) -> None:
+        self.frame_times[self.n // self.period] = self.client.last_frame_time
         end = min(self.n + frames, len(self.buf))
         k = end - self.n
         for c, port in enumerate(self.ports):
@@ -93,6 +106,27 @@ class Recorder:
                 assert left > 0, f"recorded only {self.n - mark} of {frames_after} frames"
                 self.cond.wait(left)
         return self.buf[mark : mark + frames_after].copy()
+
+    def sound(self, mark: int, threshold: float = 1e-4, timeout: float = 20.0) -> int:
+        """The first recorded frame after `mark` whose level passes `threshold`, once it has arrived."""
+        deadline = time.monotonic() + timeout
+        seen = mark
+        while True:
+            n = self.n
+            hit = onset(self.buf[seen:n], threshold)
+            if hit is not None:
+                return seen + hit
+            seen = n
+            left = deadline - time.monotonic()
+            assert left > 0, f"no sound in the {n - mark} frames recorded since the mark"
+            with self.cond:
+                self.cond.wait(min(left, 0.1))
+
+    def skipped(self, start: int, frames: int) -> list[int]:
+        """JACK frame times where the recording of `frames` from `start` misses or repeats a period."""
+        times = self.frame_times[start // self.period : (start + frames - 1) // self.period + 1]
+        steps = np.diff(times) % 2**32  # JACK's frame time is 32 bits and wraps
+        return [int(t) for t, step in zip(times[1:], steps, strict=True) if step != self.period]
 
     def close(self) -> None:
         self.client.deactivate()

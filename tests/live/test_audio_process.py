@@ -54,6 +54,14 @@ def periods_off(got: np.ndarray, want: np.ndarray, period: int = 256) -> int:
     return int(sum(diff[i : i + period].max() > 1e-6 for i in range(0, len(want), period)))
 
 
+def recorded(rec, mark: int, frames: int) -> np.ndarray:
+    """The recording from `mark` until `frames` after the first sound (however long the play took to arrive)."""
+    start = rec.sound(mark)
+    got = rec.wait(start - mark + frames + RATE // 10, mark)
+    assert rec.skipped(mark, len(got)) == [], "the recorder missed or repeated a period"
+    return got
+
+
 def test_a_clip_sent_in_chunks_plays_exactly(player_and_recorder):
     player, rec = player_and_recorder
     clip = noise(3.0)
@@ -61,11 +69,10 @@ def test_a_clip_sent_in_chunks_plays_exactly(player_and_recorder):
     take = player.load(clip)
     mark = rec.mark()
     voice = player.play(take, 0.5, ONESHOT, 0, "t")
-    got = rec.wait(len(clip) + RATE // 2, mark)
+    got = recorded(rec, mark, len(clip))
     lag, corr = best_lag(got, clip)
     assert corr > 0.99, corr
-    # Exact, except that the recorder (Python, in this process, non-realtime) may itself miss a period.
-    assert periods_off(got[lag:], 0.5 * clip) <= 1
+    assert periods_off(got[lag:], 0.5 * clip) == 0  # every period exact
     assert 0 <= voice < 8 and player.frame > len(clip) and player.errors == 0
 
 
@@ -77,9 +84,9 @@ def test_a_take_dropped_while_playing_plays_to_its_end(player_and_recorder):
     player.play(take, 0.5, ONESHOT, 0, "t")
     del take  # its finalizer queues the free (no gc.collect: a GIL hog here would make the recorder drop periods)
     player.poll()  # sends the free now: the audio process keeps the clip until its voice ends
-    got = rec.wait(len(clip) + RATE // 2, mark)
+    got = recorded(rec, mark, len(clip))
     lag, corr = best_lag(got, clip)
-    assert corr > 0.99 and periods_off(got[lag:], 0.5 * clip) <= 1  # as above
+    assert corr > 0.99 and periods_off(got[lag:], 0.5 * clip) == 0  # as above
     tail = slice(len(clip) - RATE // 10, len(clip))
     np.testing.assert_allclose(got[lag:][tail], 0.5 * clip[tail], atol=1e-6)  # the end is there
 

@@ -1,4 +1,4 @@
-"""Daemon benchmarks for issue 3: start-up, cached-trigger latency, sustained request rate, memory.
+"""Daemon benchmarks: start-up, cached-trigger latency, sustained request rate, memory.
 
     python benchmarks/daemon_bench.py [--model tiny-random] [--rate 2000] [--clients 4] [--duration 5]
 
@@ -10,7 +10,7 @@ then measures, over real UDP on 127.0.0.1:
   3. `--rate` cached triggers a second for `--duration` s from `--clients` client processes,
      each paced on its own clock: how many were answered (none may be lost);
   4. the control process's resident memory (VmRSS, and its peak VmHWM) after all that.
-Targets (issue 3): median < 5 ms, p99 < 20 ms, also while generating; 2,000/s with none lost;
+Targets: median < 5 ms, p99 < 20 ms, also while generating; 2,000/s with none lost;
 ready < 5 s with the tiny model; control process < 150 MB.
 """
 

@@ -1,4 +1,4 @@
-"""The Request: what every trigger asks for, validated once at the edge (DESIGN §1).
+"""The Request: what every trigger asks for, validated once at the edge (docs/architecture.md).
 
 A Request is a frozen value: prompt, negative prompt, length (seconds, or bars at a bpm),
 seed, sampler settings, and what to do with the clip (priority, variations, export).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reference numerics at the published Small size: our audio against stable-audio-tools' audio.
 
-    python tools/check_full_size_parity.py --reference-python /work/refvenv/bin/python
+    python tools/check_full_size_parity.py --reference-python .refvenv/bin/python
 
 The golden tests use tiny models; this runs both implementations on the same random weights at
 the published size (written by benchmarks/compare_reference.py), same prompt and seed, and prints

@@ -1,4 +1,4 @@
-"""The model worker: a separate process that owns the pipeline (DESIGN §1).
+"""The model worker: a separate process that owns the pipeline (docs/architecture.md).
 
 The control plane never waits on torch: it talks to the worker over one multiprocessing
 pipe. Control -> worker: `("job", job_id, params, path)`, `("cancel", job_id)`,

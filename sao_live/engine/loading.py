@@ -1,10 +1,10 @@
-"""Finding, reading and strictly matching official checkpoint files (spec §2, §7).
+"""Finding, reading and strictly matching official checkpoint files.
 
 A source is a local folder (`model_config.json` + `model.safetensors` or `model.ckpt`) or a
 hub repo id fetched with huggingface_hub and the user's token. Keys are matched by name:
 a missing, unexpected or mis-shaped tensor is an error that names it. The only keys that
 may be absent are the deterministic buffers (norm `beta` zeros, RoPE `inv_freq`), which
-spec §2.7 says not to depend on.
+are recomputed rather than read (docs/engine.md, model notes).
 """
 
 from __future__ import annotations

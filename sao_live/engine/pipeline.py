@@ -1,11 +1,11 @@
-"""StableAudioPipeline: text + numbers -> DiT sampling -> VAE decode (spec §5.1).
+"""StableAudioPipeline: text + numbers -> DiT sampling -> VAE decode.
 
 Two numeric modes:
 - "reference" reproduces stable-audio-tools: T5 in fp16, the reference's RNG draws in its
   order, the full window decoded (the VAE in fp32 on CPU, where fp16 convolutions crawl);
 - "fast" may move numbers by an inaudible amount: T5 in fp32 on CPU with a prompt cache,
   the CFG null branch skips cross-attention, only the frames a clip needs are decoded,
-  and optional transforms from `fast.py` (fused SnakeBeta, int8 DiT).
+  the decoder runs in tiles (`tiled.py`) and the DiT's linears in int8 (`quantize.py`).
 Per-stage entry points (`conditioning`, `dit`, `decode`, `encode_audio`) are public so
 tests can compare them with golden tensors and the benchmark can time them.
 """
@@ -31,9 +31,9 @@ from .model import StableAudioModel
 from .tiled import TiledDecoder
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
-DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, spec §3.5)
+DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, docs/engine.md)
 
-# Model-card defaults per objective (spec §5.5): Small is rf, 1.0 is v.
+# Model-card defaults per objective: Small is rf, 1.0 is v.
 DEFAULTS = {
     "rf": dict(sampler="pingpong", steps=8, cfg_scale=1.0, sigma_min=None, sigma_max=1.0, rho=None),
     "v": dict(sampler="dpmpp-3m-sde", steps=100, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0),
@@ -167,7 +167,7 @@ class StableAudioPipeline:
     def conditioning(
         self, prompts: list[str], seconds_total: list[float], seconds_start: list[float] | None = None
     ) -> Conditioning:
-        """Runs T5 and the number conditioners, assembled as the config says (spec §3.3)."""
+        """Runs T5 and the number conditioners, assembled as the config says."""
         numbers = {}
         values = {"seconds_total": seconds_total, "seconds_start": seconds_start or [0.0] * len(prompts)}
         for cid, conditioner in self.model.conditioner.conditioners.items():
@@ -265,7 +265,7 @@ class StableAudioPipeline:
         seed = None if seed is None else check_seed(seed)  # -1 also asks for a random one
         seed = pick_seed() if seed is None else seed
 
-        # RNG draws in the reference's order (spec §5.2): noise, init-audio posterior, tree seed.
+        # RNG draws in the reference's order: noise, init-audio posterior, tree seed.
         generator = torch.Generator(self.device).manual_seed(seed)
         cpu_generator = generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
         frames = sample_size // 2048

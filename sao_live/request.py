@@ -2,7 +2,7 @@
 
 A Request is a frozen value: prompt, negative prompt, length (seconds, or bars at a bpm),
 seed, sampler settings, and what to do with the clip (priority, variations, export).
-`Request.from_osc` builds one from OSC atoms, `Request.from_dict` from JSON; both go
+`parse_osc` builds one from OSC atoms, `Request.from_dict` from JSON; both go
 through `__post_init__`, which rejects bad values with a `RequestError` whose `code` is
 stable (it travels in `/sao/error <id> <code> <message>`). `resolved(model, defaults)`
 fills in the model's defaults and checks what depends on the model (window, samplers),
@@ -195,11 +195,6 @@ class Request:
         put(self, "export", _export(self.export))
 
     # ------------------------------------------------------------ construction
-
-    @classmethod
-    def from_osc(cls, atoms: list, bpm: float = 120.0) -> Request:
-        """`<prompt atoms...> <seconds> [key value ...] [1|0]` -> Request; see `parse_osc`."""
-        return parse_osc(atoms, bpm)[0]
 
     @classmethod
     def create(cls, prompt: str, seconds: float, seed: Any = None, **options) -> Request:

@@ -158,9 +158,19 @@ ANNOUNCEMENTS = (
 )  # fmt: skip
 
 # Replies that end an exchange (`sao-live send --wait` stops on them).
-FINAL_REPLIES = ("/sao/done", "/sao/error", "/sao/pong", "/sao/status", "/sao/value", "/sao/info/end",
-                 "/sao/cancelled", "/sao/ready", "/sao/playing", "/sao/stopped",
-                 "/sao/loaded")  # fmt: skip
+FINAL_REPLIES = (
+    "/sao/done",
+    "/sao/error",
+    "/sao/pong",
+    "/sao/status",
+    "/sao/value",
+    "/sao/info/end",
+    "/sao/cancelled",
+    "/sao/ready",
+    "/sao/playing",
+    "/sao/stopped",
+    "/sao/loaded",
+)
 
 ERRORS = {
     "bad_osc": "the datagram is not OSC",
@@ -207,7 +217,6 @@ ERRORS = {
     "no_audio": "the daemon runs without an audio device (export only)",
     "bad_set": "the set file is broken (the message names file, line and reason); the running set stays",
     "no_file": "the set file does not exist",
-    "not_implemented": "the address is known but not served by this build",
     "internal": "a bug in sao-live (logged with its traceback)",
 }
 

@@ -189,8 +189,9 @@ class LiveParams:
 
     def __init__(self, settings: Settings, tempo: Tempo):
         self.tempo = tempo
-        self.values: dict[str, Any] = dict(steps=None, cfg=None, sampler=None,
-                                           export=settings.export, export_format=settings.export_format)  # fmt: skip
+        self.values: dict[str, Any] = dict(
+            steps=None, cfg=None, sampler=None, export=settings.export, export_format=settings.export_format
+        )
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]

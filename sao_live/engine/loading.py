@@ -91,8 +91,9 @@ def resolve_model_files(source: str | os.PathLike) -> tuple[Path, Path]:
     if path.exists():
         raise CheckpointError(f"{where} is a file; pass the folder that holds model_config.json and the weights")
     if not is_hub_id(source):
-        raise CheckpointError(f"no model folder at {where}, and {str(source)!r} is not a hub repo id like "
-                              f"owner/name: {NEXT_STEP}")  # fmt: skip
+        raise CheckpointError(
+            f"no model folder at {where}, and {str(source)!r} is not a hub repo id like owner/name: {NEXT_STEP}"
+        )
     return _download(str(source))
 
 

@@ -190,9 +190,15 @@ class StableAudioPipeline:
         neg = None if negative is None else negative.cross
         return self.model.model(x, t, cond.cross, cond.global_cond, cfg_scale, neg)
 
+    def decode_frames(self, seconds: float) -> int:
+        """Latent frames fast mode decodes for `seconds` of audio: what the clip needs, plus a
+        margin beyond the decoder's receptive field."""
+        keep = round(seconds * self.cfg.sample_rate)
+        return math.ceil(keep / self.cfg.autoencoder.downsampling_ratio) + DECODE_MARGIN_FRAMES
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, C, T) -> audio (B, channels, T * 2048) fp32."""
+        """Latents (B, C, T) -> audio (B, channels, T * downsampling_ratio) fp32."""
         return self.model.pretransform.decode(latents)
 
     @torch.no_grad()
@@ -258,8 +264,9 @@ class StableAudioPipeline:
         seconds = sample_size / self.cfg.sample_rate if seconds is None else seconds
         steps = d["steps"] if steps is None else steps
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
-        if not isinstance(sample_size, int) or sample_size % 2048 or sample_size <= 0:
-            raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size!r}")
+        ratio = self.cfg.autoencoder.downsampling_ratio  # samples per latent frame
+        if not isinstance(sample_size, int) or sample_size % ratio or sample_size <= 0:
+            raise InvalidRequestError(f"sample_size must be a positive multiple of {ratio}, got {sample_size!r}")
         self._check(prompt, seconds, steps, cfg_scale, sample_size)
         sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
         seed = None if seed is None else check_seed(seed)  # -1 also asks for a random one
@@ -268,7 +275,7 @@ class StableAudioPipeline:
         # RNG draws in the reference's order: noise, init-audio posterior, tree seed.
         generator = torch.Generator(self.device).manual_seed(seed)
         cpu_generator = generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
-        frames = sample_size // 2048
+        frames = sample_size // ratio
         noise = torch.randn([1, self.cfg.dit.io_channels, frames], generator=generator, device=self.device)
 
         cond = self.conditioning([prompt], [seconds])
@@ -306,9 +313,7 @@ class StableAudioPipeline:
 
         keep = round(seconds * self.cfg.sample_rate)
         if self.numerics == "fast":
-            # Decode only what the clip needs, plus a margin beyond the receptive field.
-            needed = math.ceil(keep / 2048) + DECODE_MARGIN_FRAMES
-            audio = self.decode(latents[:, :, :needed])
+            audio = self.decode(latents[:, :, : self.decode_frames(seconds)])
         else:
             audio = self.decode(latents)
         audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)

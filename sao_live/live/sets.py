@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaoLiveError
-from ..request import PICKED_SEED_MAX, Request, RequestError
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+from ..ranges import describe, in_range
+from ..request import PICKED_SEED_MAX, Request, RequestError, is_number
 from .mixer import MODES
 
 if sys.version_info >= (3, 11):
@@ -24,8 +26,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-QUANTIZE = ("off", "beat", "bar")
-TEMPO_SOURCES = ("fixed", "midi", "link")
 CC_ACTIONS = ("regenerate", "next_variation", "stop_all")
 PAD_KEYS = {
     "note",
@@ -189,10 +189,10 @@ def parse_set(data: dict, path: Path, lines: _Lines) -> LiveSet:
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         fail(("name",), f"must be a non-empty string, got {name!r}")
-    bpm = _check(
-        data.get("bpm", 120.0), ("bpm",), fail, lambda v: _is_num(v) and 20 <= v <= 400, "a number in [20, 400]"
+    bpm = _check(data.get("bpm", 120.0), ("bpm",), fail, lambda v: in_range("bpm", v), describe("bpm"))
+    quantize = _check(
+        data.get("quantize", "off"), ("quantize",), fail, lambda v: v in QUANTIZE_UNITS, " | ".join(QUANTIZE_UNITS)
     )
-    quantize = _check(data.get("quantize", "off"), ("quantize",), fail, lambda v: v in QUANTIZE, " | ".join(QUANTIZE))
     tempo = _check(
         data.get("tempo_source", "fixed"),
         ("tempo_source",),
@@ -251,10 +251,6 @@ def parse_set(data: dict, path: Path, lines: _Lines) -> LiveSet:
     )
 
 
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _whole(lo: int, hi: int):
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -275,13 +271,11 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
         fail(where, "a pad needs a prompt")
     mode = _check(d.get("mode", "oneshot"), (*where, "mode"), fail, lambda v: v in MODES, " | ".join(MODES))
     choke = _check(d.get("choke", 0), (*where, "choke"), fail, _whole(0, 64), "a group 0-64 (0: none)")
-    gain = _check(
-        d.get("gain", 1.0), (*where, "gain"), fail, lambda v: _is_num(v) and 0 <= v <= 4, "a number in [0, 4]"
-    )
+    gain = _check(d.get("gain", 1.0), (*where, "gain"), fail, lambda v: in_range("gain", v), describe("gain"))
     variations = _check(d.get("variations", 1), (*where, "variations"), fail, _whole(1, 16), "a whole number 1-16")
     quantize = d.get("quantize")
     if quantize is not None:
-        _check(quantize, (*where, "quantize"), fail, lambda v: v in QUANTIZE, " | ".join(QUANTIZE))
+        _check(quantize, (*where, "quantize"), fail, lambda v: v in QUANTIZE_UNITS, " | ".join(QUANTIZE_UNITS))
     if "bars" in own and "seconds" in own:
         fail((*where, "bars"), "give seconds or bars, not both")
     seconds, bars = d.get("seconds"), d.get("bars")
@@ -296,7 +290,7 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
             seconds,
             (*where, "seconds") if "seconds" in own else where,
             fail,
-            lambda v: _is_num(v) and v > 0,
+            lambda v: is_number(v) and v > 0,
             "a number of seconds > 0",
         )
     if "seeds" in own and "seed" in own:

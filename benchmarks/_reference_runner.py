@@ -3,7 +3,7 @@
 
 Runs inside the reference venv (tools/setup_reference_venv.sh), never in sao_live's:
 
-    /work/refvenv/bin/python benchmarks/_reference_runner.py \\
+    .refvenv/bin/python benchmarks/_reference_runner.py \\
         --config sao_live/configs/sao-small.json --weights model.safetensors \\
         --t5 T5_FOLDER --stages load,t5,dit,vae,e2e
 

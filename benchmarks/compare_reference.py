@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """sao-live against stable-audio-tools on the same random weights, alternating, in one run.
 
-    python benchmarks/compare_reference.py --reference-python /work/refvenv/bin/python
+    python benchmarks/compare_reference.py --reference-python .refvenv/bin/python
 
 The reference venv comes from tools/setup_reference_venv.sh. Random weights at the published
 sizes are written once (published layout, safetensors) and loaded by both sides. Each

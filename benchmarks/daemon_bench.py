@@ -1,4 +1,4 @@
-"""Daemon benchmarks for issue 3: start-up, cached-trigger latency, sustained request rate, memory.
+"""Daemon benchmarks: start-up, cached-trigger latency, sustained request rate, memory.
 
     python benchmarks/daemon_bench.py [--model tiny-random] [--rate 2000] [--clients 4] [--duration 5]
 
@@ -10,7 +10,7 @@ then measures, over real UDP on 127.0.0.1:
   3. `--rate` cached triggers a second for `--duration` s from `--clients` client processes,
      each paced on its own clock: how many were answered (none may be lost);
   4. the control process's resident memory (VmRSS, and its peak VmHWM) after all that.
-Targets (issue 3): median < 5 ms, p99 < 20 ms, also while generating; 2,000/s with none lost;
+Targets: median < 5 ms, p99 < 20 ms, also while generating; 2,000/s with none lost;
 ready < 5 s with the tiny model; control process < 150 MB.
 """
 
@@ -142,8 +142,20 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="sao-daemon-bench-"))
     port, reply_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "sao_live.cli", "serve", "--model", args.model, "--osc-port", str(port),
-           "--reply-port", str(reply_port), "--cache-dir", str(root / "cache")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "sao_live.cli",
+        "serve",
+        "--model",
+        args.model,
+        "--osc-port",
+        str(port),
+        "--reply-port",
+        str(reply_port),
+        "--cache-dir",
+        str(root / "cache"),
+    ]
     if args.text_encoder:
         cmd += ["--text-encoder", args.text_encoder]
     env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CONFIG_HOME=str(root / "config"))
@@ -174,16 +186,26 @@ def main() -> int:
         sock.sendto(encode("/sao/status"), ("127.0.0.1", port))
         still_running = wait_for(sock, "/sao/status", timeout=10)[2] == 1
         sock.sendto(encode("/sao/cancel", "long"), ("127.0.0.1", port))
-        results["trigger_generating_ms"] = dict(median=statistics.median(busy), p99=pct(busy, 0.99), n=len(busy),
-                                                worker_still_generating_at_end=still_running)  # fmt: skip
-        print(f"cached trigger -> done, while generating: median {statistics.median(busy):.2f} ms, "
-              f"p99 {pct(busy, 0.99):.2f} ms (worker still generating at the end: {still_running})")  # fmt: skip
+        results["trigger_generating_ms"] = dict(
+            median=statistics.median(busy),
+            p99=pct(busy, 0.99),
+            n=len(busy),
+            worker_still_generating_at_end=still_running,
+        )
+        print(
+            f"cached trigger -> done, while generating: median {statistics.median(busy):.2f} ms, "
+            f"p99 {pct(busy, 0.99):.2f} ms (worker still generating at the end: {still_running})"
+        )
 
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
         start_at = time.time() + 2.0
-        procs = [ctx.Process(target=_load_client, args=(port, args.rate / args.clients, args.duration, request,
-                                                        start_at, queue)) for _ in range(args.clients)]  # fmt: skip
+        procs = [
+            ctx.Process(
+                target=_load_client, args=(port, args.rate / args.clients, args.duration, request, start_at, queue)
+            )
+            for _ in range(args.clients)
+        ]
         for proc in procs:
             proc.start()
         parts = [queue.get(timeout=60) for _ in procs]
@@ -191,11 +213,20 @@ def main() -> int:
             proc.join()
         sent, answered = sum(x["sent"] for x in parts), sum(x["answered"] for x in parts)
         send_s = max(x["send_seconds"] for x in parts)
-        results["load"] = dict(clients=args.clients, rate=args.rate, duration=args.duration, sent=sent,
-                               answered=answered, lost=sent - answered, errors=sum(x["errors"] for x in parts),
-                               achieved_rate=sent / send_s)  # fmt: skip
-        print(f"load: {sent} triggers from {args.clients} clients at {sent / send_s:.0f}/s: {answered} answered, "
-              f"{sent - answered} lost, {results['load']['errors']} errors")  # fmt: skip
+        results["load"] = dict(
+            clients=args.clients,
+            rate=args.rate,
+            duration=args.duration,
+            sent=sent,
+            answered=answered,
+            lost=sent - answered,
+            errors=sum(x["errors"] for x in parts),
+            achieved_rate=sent / send_s,
+        )
+        print(
+            f"load: {sent} triggers from {args.clients} clients at {sent / send_s:.0f}/s: {answered} answered, "
+            f"{sent - answered} lost, {results['load']['errors']} errors"
+        )
 
         rss, peak = rss_mb(daemon.pid)
         results["control_rss_mb"] = dict(now=rss, peak=peak)

@@ -66,8 +66,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--hits", type=int, default=30)
-    ap.add_argument("--model", default=None, help="model for the daemon (default: the tiny one); a published-size "
-                    "folder makes the worker's load realistic")  # fmt: skip
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="model for the daemon (default: the tiny one); a published-size folder makes the worker's load realistic",
+    )
     ap.add_argument("--text-encoder", default=None, help="text encoder for --model")
     ap.add_argument("--idle", action="store_true", help="underrun baseline: the voices play, the worker rests")
     args = ap.parse_args()
@@ -79,8 +82,9 @@ def main() -> None:
     server = JackServer(f"saobench{os.getpid()}", sync=False)  # jackd's default mode, as a live setup runs it
     (root / "loops.toml").write_text(LOOPS)
     extra = ("--model", args.model, "--text-encoder", args.text_encoder or str(t5)) if args.model else ()
-    daemon = DaemonProcess(root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0),
-                           args=extra)  # fmt: skip
+    daemon = DaemonProcess(
+        root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0), args=extra
+    )
     try:
         t0 = time.monotonic()
         daemon.start(timeout=180)
@@ -98,8 +102,10 @@ def main() -> None:
         c.send("/sao/status")
         clips1 = c.wait_for("/sao/status")[3]
         renders = c.of("/sao/render")
-        print(f"16-pad 1-bar loop set: pre-rendered in {took:.1f} s; loaded {loaded}; new clips in the cache "
-              f"{clips1 - clips0} (16 expected: none duplicated); progress messages {len(renders)}")  # fmt: skip
+        print(
+            f"16-pad 1-bar loop set: pre-rendered in {took:.1f} s; loaded {loaded}; new clips in the cache "
+            f"{clips1 - clips0} (16 expected: none duplicated); progress messages {len(renders)}"
+        )
         # 1. latency of /sao/play and MIDI note-on
         import mido
 
@@ -120,9 +126,11 @@ def main() -> None:
                 lat[kind].append(rec.first_sound_after(mark, sent))
         out.close()
         for kind, xs in lat.items():
-            print(f"{kind} hit -> first sample: median {1000 * statistics.median(xs):.2f} ms, "
-                  f"p90 {1000 * sorted(xs)[int(0.9 * len(xs))]:.2f} ms (period {1000 * PERIOD / RATE:.2f} ms, "
-                  f"target < {1000 * PERIOD / RATE + 5:.2f} ms)")  # fmt: skip
+            print(
+                f"{kind} hit -> first sample: median {1000 * statistics.median(xs):.2f} ms, "
+                f"p90 {1000 * sorted(xs)[int(0.9 * len(xs))]:.2f} ms (period {1000 * PERIOD / RATE:.2f} ms, "
+                f"target < {1000 * PERIOD / RATE + 5:.2f} ms)"
+            )
         # 2. underruns with 16 voices while generating. The recorder goes first: it is a Python
         # JACK client too, and a late period of its own is an xrun that our player would count.
         rec.close()
@@ -143,8 +151,10 @@ def main() -> None:
             jobs += 1
         c.send("/sao/status")
         st1 = c.wait_for("/sao/status")
-        print(f"{args.seconds:.0f} s, {st1[7]} voices playing, {jobs} clips generated meanwhile: "
-              f"underruns {st1[8] - st0[8]}, callback errors {st1[9] - st0[9]}")  # fmt: skip
+        print(
+            f"{args.seconds:.0f} s, {st1[7]} voices playing, {jobs} clips generated meanwhile: "
+            f"underruns {st1[8] - st0[8]}, callback errors {st1[9] - st0[9]}"
+        )
         late = late_clients(jack_log) - late0
         print(f"jackd's late-client reports meanwhile: {dict(late) or 'none'} (log: {jack_log})")
         c.close()

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     notes = [note_for(pad) for pad in args.pads]
     matches = [n for n in names if args.port.lower() in n.lower()]
     if not matches:
-        print(f"no MIDI output port matching {args.port!r}; ports: {names}. Is `sao-live serve --midi-in` running?",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"no MIDI output port matching {args.port!r}; ports: {names}. Is `sao-live serve --midi-in` running?",
+            file=sys.stderr,
+        )
         return 2
     with mido.open_output(matches[0]) as out:
         print(f"sending to {matches[0]!r}")

@@ -12,7 +12,7 @@ TEMPO_SOURCES = ("fixed", "midi", "link")  # a fixed bpm, MIDI clock, Ableton Li
 
 
 def bars_to_seconds(bars: float, bpm: float) -> float:
-    return bars * BEATS_PER_BAR * 60.0 / bpm
+    return bars * BEATS_PER_BAR * 60.0 / bpm  # the same float as bars * 240.0 / bpm (x4 is exact)
 
 
 def loop_frames(bars: float, bpm: float, rate: int) -> int:

@@ -1,8 +1,8 @@
-"""The Request: what every trigger asks for, validated once at the edge (DESIGN §1).
+"""The Request: what every trigger asks for, validated once at the edge (docs/architecture.md).
 
 A Request is a frozen value: prompt, negative prompt, length (seconds, or bars at a bpm),
 seed, sampler settings, and what to do with the clip (priority, variations, export).
-`Request.from_osc` builds one from OSC atoms, `Request.from_dict` from JSON; both go
+`parse_osc` builds one from OSC atoms, `Request.from_dict` from JSON; both go
 through `__post_init__`, which rejects bad values with a `RequestError` whose `code` is
 stable (it travels in `/sao/error <id> <code> <message>`). `resolved(model, defaults)`
 fills in the model's defaults and checks what depends on the model (window, samplers),
@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import InvalidRequestError
+from .musical_time import bars_to_seconds
+from .ranges import RANGES
 
 POST_VERSION = 1  # bump when post-processing changes the audio of an unchanged request
 SEED_MAX = 2**31 - 1  # seeds travel as OSC int32
@@ -178,8 +180,8 @@ class Request:
             if self.bars is None or self.bpm is None:
                 raise RequestError("bad_bars", "bars and bpm go together: give both, or neither")
             put(self, "bars", float(_num(self.bars, "bars", "bad_bars", 0, 256, lo_open=True)))
-            put(self, "bpm", round(float(_num(self.bpm, "bpm", "bad_bpm", 20, 400)), 3))
-            put(self, "seconds", self.bars * 240.0 / self.bpm)
+            put(self, "bpm", round(float(_num(self.bpm, "bpm", "bad_bpm", *RANGES["bpm"])), 3))
+            put(self, "seconds", bars_to_seconds(self.bars, self.bpm))
         # Rounded to 0.1 ms so float32 atoms (0.1 -> 0.10000000149) give the same clip as their decimal.
         # The range depends on the model: `resolved` checks it.
         put(self, "seconds", round(float(_num(self.seconds, "seconds", "bad_seconds", -math.inf, math.inf)), 4))
@@ -195,11 +197,6 @@ class Request:
         put(self, "export", _export(self.export))
 
     # ------------------------------------------------------------ construction
-
-    @classmethod
-    def from_osc(cls, atoms: list, bpm: float = 120.0) -> Request:
-        """`<prompt atoms...> <seconds> [key value ...] [1|0]` -> Request; see `parse_osc`."""
-        return parse_osc(atoms, bpm)[0]
 
     @classmethod
     def create(cls, prompt: str, seconds: float, seed: Any = None, **options) -> Request:
@@ -318,5 +315,5 @@ def parse_osc(atoms: list, bpm: float = 120.0) -> tuple[Request, int | None]:
     if "bars" in options:
         options.setdefault("bpm", bpm)
         if seconds == 0:
-            seconds = 1.0  # replaced by bars * 240 / bpm
+            seconds = 1.0  # replaced by bars_to_seconds(bars, bpm)
     return Request.create(" ".join(words), seconds, **options), flag

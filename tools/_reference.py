@@ -5,7 +5,7 @@ reference venv made by tools/setup_reference_venv.sh. sao_live never imports thi
 Nothing here is copied from the reference: it only patches how the reference is imported
 and how its T5 conditioner finds its weights, so it can run offline on this machine.
 
-Workarounds (see shared spec reference-setup.md):
+Workarounds (tools/README.md explains each):
 - torchaudio 2.11's C extension cannot load beside torch 2.13: a stand-in for
   `torchaudio._extension` that reports "no extension" lets the pure-Python rest import.
 - k_diffusion imports image-training modules needing torchvision, clip and cleanfid at package

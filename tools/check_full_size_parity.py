@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reference numerics at the published Small size: our audio against stable-audio-tools' audio.
 
-    python tools/check_full_size_parity.py --reference-python /work/refvenv/bin/python
+    python tools/check_full_size_parity.py --reference-python .refvenv/bin/python
 
 The golden tests use tiny models; this runs both implementations on the same random weights at
 the published size (written by benchmarks/compare_reference.py), same prompt and seed, and prints
@@ -61,9 +61,15 @@ def main() -> int:
     model, t5 = write_random_model("sao-small", args.work), random_t5_base_folder()
     with tempfile.TemporaryDirectory() as out:
         script = _REFERENCE.format(
-            tools=str(REPO / "tools"), config=str(model / "model_config.json"), t5=str(t5),
-            weights=str(model / "model.safetensors"), seed=SEED, prompt=PROMPT, seconds=SECONDS, out=out,
-        )  # fmt: skip
+            tools=str(REPO / "tools"),
+            config=str(model / "model_config.json"),
+            t5=str(t5),
+            weights=str(model / "model.safetensors"),
+            seed=SEED,
+            prompt=PROMPT,
+            seconds=SECONDS,
+            out=out,
+        )
         env = dict(os.environ, HF_HUB_OFFLINE="1")
         subprocess.run([args.reference_python, "-c", script], check=True, env=env, stdout=subprocess.DEVNULL)
         ref_latents, ref_audio = np.load(f"{out}/latents.npy"), np.load(f"{out}/audio.npy")

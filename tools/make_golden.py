@@ -3,7 +3,7 @@
 
 Run inside the reference venv (tools/setup_reference_venv.sh), from anywhere:
 
-    /work/refvenv/bin/python tools/make_golden.py [--out tests/golden] [--skip-published]
+    .refvenv/bin/python tools/make_golden.py [--out tests/golden] [--skip-published]
 
 It only *calls* the reference. What it writes:
 
@@ -596,7 +596,7 @@ def published_keys(t5_dir: Path) -> dict:
         sd = model.state_dict()
         keys = {k: list(v.shape) for k, v in sd.items()}
         total = sum(v.numel() for v in sd.values())
-        assert total == expected, f"{name}: {total} elements, spec says {expected}"
+        assert total == expected, f"{name}: {total} elements, the published model has {expected}"
         params = sum(p.numel() for p in model.parameters())
         result[name] = {
             "config": f"sao_live/configs/{fname}",
@@ -606,7 +606,7 @@ def published_keys(t5_dir: Path) -> dict:
             "built_on": where,
             "keys": keys,
         }
-        print(f"  {name}: {len(keys)} keys, {total:,} elements (matches spec)")
+        print(f"  {name}: {len(keys)} keys, {total:,} elements (matches the published model)")
         del model, sd
     return result
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Prints, for every parity check in tests/test_parity.py, the error this machine gets against
+"""Prints, for every parity check in tests/engine/test_parity.py, the error this machine gets against
 the golden data, its tolerance, and how much of the tolerance it uses.
 
     HF_HUB_OFFLINE=1 python tools/parity_margins.py
@@ -18,7 +18,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import test_parity as P  # noqa: E402
+from tests.engine import test_parity as P  # noqa: E402
 
 
 def row(check: str, err: float, tolerance: float) -> None:

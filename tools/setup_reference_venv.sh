@@ -2,16 +2,16 @@
 # Creates a separate venv holding the reference implementation (stable-audio-tools 0.0.19)
 # for making golden test data and for benchmarks. sao_live never imports it at run time.
 #
-# usage: tools/setup_reference_venv.sh [VENV_DIR]   (default /work/refvenv)
+# usage: tools/setup_reference_venv.sh [VENV_DIR]   (default .refvenv in the repository)
 #
-# Recipe (see shared spec reference-setup.md): the wheel pins 28 training/UI dependencies that
+# Recipe (tools/README.md): the wheel pins 28 training/UI dependencies that
 # the inference path never imports, so it is installed with --no-deps and only the modules that
 # inference really imports are added. torchaudio/k_diffusion import workarounds live in
 # tools/_reference.py.
 set -euo pipefail
 
-VENV_DIR="${1:-/work/refvenv}"
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_DIR="${1:-$REPO_DIR/.refvenv}"
 PYTHON="${PYTHON:-python3}"
 
 echo "reference venv: $VENV_DIR (repo $REPO_DIR)"

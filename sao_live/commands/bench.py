@@ -80,7 +80,7 @@ def run(args) -> int:
     cfg = pipe.cfg
     seconds = args.seconds or cfg.window_seconds
     frames = args.frames or cfg.latent_frames
-    decode_frames = frames if args.numerics == "reference" else min(frames, int(seconds * cfg.sample_rate / 2048) + 17)
+    decode_frames = frames if args.numerics == "reference" else min(frames, pipe.decode_frames(seconds))
     report.update(seconds=seconds, window_frames=frames, decode_frames=decode_frames)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, cfg.dit.io_channels, frames, generator=gen).to(pipe.device)

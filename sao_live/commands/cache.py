@@ -26,8 +26,10 @@ def run(args) -> int:
         if args.action == "ls":
             for c in store.clips():
                 used = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.last_used))
-                print(f"{c.key[:12]}  {c.seconds:6.2f} s  seed {c.seed:<10d} {c.bytes / 1024:8.0f} KB  {used}  "
-                      f"{c.request.get('prompt', '')!r}")  # fmt: skip
+                print(
+                    f"{c.key[:12]}  {c.seconds:6.2f} s  seed {c.seed:<10d} {c.bytes / 1024:8.0f} KB  {used}  "
+                    f"{c.request.get('prompt', '')!r}"
+                )
         elif args.action == "info":
             count, size = store.stats()
             limit = f"{settings.cache_max_mb} MB" if settings.cache_max_mb else "none"

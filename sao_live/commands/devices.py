@@ -19,8 +19,10 @@ def run(args) -> int:
         print("audio outputs (--audio-device INDEX or part of a name or host API):")
         outputs = [(i, d) for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0]
         for i, d in outputs:
-            print(f"  {i:3d}  {d['name']}  [{apis[d['hostapi']]['name']}]  {d['max_output_channels']} ch, "
-                  f"{d['default_samplerate']:.0f} Hz")  # fmt: skip
+            print(
+                f"  {i:3d}  {d['name']}  [{apis[d['hostapi']]['name']}]  {d['max_output_channels']} ch, "
+                f"{d['default_samplerate']:.0f} Hz"
+            )
         if not outputs:
             print("  (none: sao-live serve runs without sound, export only)")
     except OSError as err:

@@ -51,10 +51,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=None, help="pingpong|euler|dpmpp (Small); dpmpp-3m-sde|dpmpp-2m-sde|dpmpp-2m")
     p.add_argument("--init-audio", type=Path, default=None, help="audio file to start from (audio-to-audio)")
     p.add_argument("--init-noise-level", type=float, default=None)
-    p.add_argument("-o", "--output", type=Path, default=None,
-                   help="a .wav, .flac, .ogg or .mp3 file (default: clip.<format>)")  # fmt: skip
-    p.add_argument("--format", choices=("wav", "flac", "ogg", "mp3"), default=None,
-                   help="default: from the -o name, else wav")  # fmt: skip
+    p.add_argument(
+        "-o", "--output", type=Path, default=None, help="a .wav, .flac, .ogg or .mp3 file (default: clip.<format>)"
+    )
+    p.add_argument(
+        "--format", choices=("wav", "flac", "ogg", "mp3"), default=None, help="default: from the -o name, else wav"
+    )
     p.add_argument("--bit-depth", choices=("16", "24", "32f"), default=None, help="wav, flac: default 24")
     add_model_arguments(p)
     return p

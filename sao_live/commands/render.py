@@ -41,10 +41,21 @@ def run(args) -> int:
     from ..live.sets import load_set
 
     live = load_set(args.set_file)  # a broken file stops here, with its line
-    settings = Settings.load(args.config, model=args.model or live.model, text_encoder=args.text_encoder,
-                             device=args.device, numerics=args.numerics, int8=args.int8, cache_dir=args.cache_dir,
-                             host="127.0.0.1", osc_port=_free_port(), reply_port=_free_port(),
-                             audio_device="none", midi_in="none", export_dir=None)  # fmt: skip
+    settings = Settings.load(
+        args.config,
+        model=args.model or live.model,
+        text_encoder=args.text_encoder,
+        device=args.device,
+        numerics=args.numerics,
+        int8=args.int8,
+        cache_dir=args.cache_dir,
+        host="127.0.0.1",
+        osc_port=_free_port(),
+        reply_port=_free_port(),
+        audio_device="none",
+        midi_in="none",
+        export_dir=None,
+    )
 
     # In a terminal a bar, with log lines written above it; elsewhere (a pipe, a log) a line per update.
     tty, bars = sys.stderr.isatty(), []

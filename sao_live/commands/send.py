@@ -27,8 +27,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-w", "--wait", action="store_true", help="print replies until the final one")
     p.add_argument("--count", type=int, default=1, help="with --wait: how many final replies (e.g. variations)")
     p.add_argument("--timeout", type=float, default=30.0, help="with --wait: seconds (default 30)")
-    p.add_argument("--listen", type=int, default=None, help="receive replies on this port instead of asking the "
-                   "daemon (/sao/hello 0) to answer to the sending socket")  # fmt: skip
+    p.add_argument(
+        "--listen",
+        type=int,
+        default=None,
+        help="receive replies on this port instead of asking the daemon (/sao/hello 0) to answer to the sending socket",
+    )
     return p
 
 
@@ -115,13 +119,18 @@ def run(args) -> int:
             told = False
             while not any(address == "/sao/ready" for address, _ in replies(min(deadline, time.monotonic() + 0.5))):
                 if time.monotonic() >= deadline:
-                    print(f"sao-live send: no answer from {args.host}:{args.port} within {args.timeout:g} s",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        f"sao-live send: no answer from {args.host}:{args.port} within {args.timeout:g} s",
+                        file=sys.stderr,
+                    )
                     return 3
                 if not told and time.monotonic() > deadline - args.timeout + SILENT_SECONDS:
                     told = True
-                    print(f"sao-live send: {silence(args.host, args.port)} (still waiting, {args.timeout:g} s in all)",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"sao-live send: {silence(args.host, args.port)} (still waiting, {args.timeout:g} s in all)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 sock.sendto(oscwire.encode("/sao/hello", 0), target)
         sock.sendto(message, target)
         if not args.wait:

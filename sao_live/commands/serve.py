@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
 from .generate import add_model_arguments
 
 
@@ -29,14 +30,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", dest="set_file", type=Path, default=None,
-                   help="a set file (TOML) to pre-render and load before ready (docs/sets.md)")  # fmt: skip
-    p.add_argument("--audio-device", default=None,
-                   help="output device: index or part of its name or host API (JACK); none: no sound")  # fmt: skip
+    p.add_argument(
+        "--set",
+        dest="set_file",
+        type=Path,
+        default=None,
+        help="a set file (TOML) to pre-render and load before ready (docs/sets.md)",
+    )
+    p.add_argument(
+        "--audio-device",
+        default=None,
+        help="output device: index or part of its name or host API (JACK); none: no sound",
+    )
     p.add_argument("--midi-in", default=None, help="an existing MIDI input port by name (default: virtual sao-live)")
     p.add_argument("--midi-api", default=None, help="rtmidi API: UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM")
-    p.add_argument("--quantize", choices=("off", "beat", "bar"), default=None, help="launch quantize (default off)")
-    p.add_argument("--tempo-source", choices=("fixed", "midi", "link"), default=None, help="tempo (default fixed)")
+    p.add_argument("--quantize", choices=tuple(QUANTIZE_UNITS), default=None, help="launch quantize (default off)")
+    p.add_argument("--tempo-source", choices=TEMPO_SOURCES, default=None, help="tempo (default fixed)")
 
 
 def run(args) -> int:

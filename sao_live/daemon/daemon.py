@@ -57,8 +57,9 @@ class Daemon:
         self.store = ClipStore(s.cache_dir, s.cache_max_mb * 2**20)
         self.workers = WorkerSupervisor(s, self.replies, self.runtime)
         self.service = ClipService(s, self.store, self.workers, self.runtime, self.bus, self.tempo)
-        self.stage = Stage(self.runtime, self.replies, self.tempo, self.service.obtain, self.service.resolve,
-                           self.store.clip_path, s)  # fmt: skip
+        self.stage = Stage(
+            self.runtime, self.replies, self.tempo, self.service.obtain, self.service.resolve, self.store.clip_path, s
+        )
         self.controller = Controller(self.service, self.stage, self.replies, self.workers, self.runtime, s.model)
         self.osc = OscServer(self.controller, self.replies)
         self.bus.subscribe(self.replies.osc_events)

@@ -1,6 +1,6 @@
 """OSC 1.0 datagrams to and from Python values, parsed here so garbage can be answered.
 
-python-osc drops a datagram it cannot parse without a word (environment.md), and a client
+python-osc drops a datagram it cannot parse without a word, and a client
 that sent it deserves an `/sao/error`. `decode` turns one datagram into a list of
 `(address, args)` messages (bundles flattened, whatever their timetag) or raises
 `OscError` quoting what arrived. `encode` builds a message from Python values.

@@ -10,7 +10,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+from ..ranges import RANGES
+
 VERSION = 1
+
+
+_GRIDS = [q for q in QUANTIZE_UNITS if QUANTIZE_UNITS[q]]  # beat, bar
+
+
+def _span(name: str, sep: str = ", ") -> str:
+    lo, hi = RANGES[name]
+    return f"{lo:g}{sep}{hi:g}"
 
 
 @dataclass(frozen=True)
@@ -127,7 +138,8 @@ PROTOCOL: tuple[Row, ...] = (
         "`/sao/value <param> <value>`",
         "unknown_param, bad_value",
         "Change a setting until the daemon stops: bpm, steps, cfg, sampler, export, export_format, "
-        "quantize (beat, bar, off), tempo_source (fixed, midi, link), master_db (-60..6), bank (0-based).",
+        f"quantize ({', '.join(_GRIDS)}, off), tempo_source ({', '.join(TEMPO_SOURCES)}), "
+        f"master_db ({_span('master_db', '..')}), bank (0-based).",
     ),
     Row("/sao/get/<param>", "", "`/sao/value <param> <value>`", "unknown_param", "Read a setting."),
     Row(
@@ -158,9 +170,19 @@ ANNOUNCEMENTS = (
 )  # fmt: skip
 
 # Replies that end an exchange (`sao-live send --wait` stops on them).
-FINAL_REPLIES = ("/sao/done", "/sao/error", "/sao/pong", "/sao/status", "/sao/value", "/sao/info/end",
-                 "/sao/cancelled", "/sao/ready", "/sao/playing", "/sao/stopped",
-                 "/sao/loaded")  # fmt: skip
+FINAL_REPLIES = (
+    "/sao/done",
+    "/sao/error",
+    "/sao/pong",
+    "/sao/status",
+    "/sao/value",
+    "/sao/info/end",
+    "/sao/cancelled",
+    "/sao/ready",
+    "/sao/playing",
+    "/sao/stopped",
+    "/sao/loaded",
+)
 
 ERRORS = {
     "bad_osc": "the datagram is not OSC",
@@ -178,7 +200,7 @@ ERRORS = {
     "bad_cfg": "cfg not a number in [0, 50]",
     "bad_sampler": "the model has no such sampler",
     "bad_negative": "the negative prompt is not text",
-    "bad_bpm": "bpm not a number in [20, 400]",
+    "bad_bpm": f"bpm not a number in [{_span('bpm')}]",
     "bad_bars": "bars not in (0, 256], or bars without bpm",
     "bad_variations": "variations not a whole number in [1, 16]",
     "bad_priority": "priority not now, prerender, refill (0, 1, 2)",
@@ -199,7 +221,7 @@ ERRORS = {
     "bad_port": "port not a whole number in [0, 65535]",
     "unknown_param": "no such setting",
     "bad_value": "the value does not fit the setting",
-    "bad_gain": "gain not a number in [0, 4]",
+    "bad_gain": f"gain not a number in [{_span('gain')}]",
     "bad_velocity": "velocity not a number in [0, 127]",
     "unknown_pad": "no such pad in the current bank of the loaded set",
     "not_rendered": "the pad has no ready take yet (it is being rendered)",
@@ -207,7 +229,6 @@ ERRORS = {
     "no_audio": "the daemon runs without an audio device (export only)",
     "bad_set": "the set file is broken (the message names file, line and reason); the running set stays",
     "no_file": "the set file does not exist",
-    "not_implemented": "the address is known but not served by this build",
     "internal": "a bug in sao-live (logged with its traceback)",
 }
 

@@ -225,13 +225,26 @@ class ClipService:
                     continue
                 self._worker_job = next(self._ids)
                 q = job.request
-                params = dict(prompt=q.prompt, seconds=q.seconds, seed=q.seed, steps=q.steps, cfg_scale=q.cfg,
-                              sampler=q.sampler, negative_prompt=q.negative or None)  # fmt: skip
+                params = dict(
+                    prompt=q.prompt,
+                    seconds=q.seconds,
+                    seed=q.seed,
+                    steps=q.steps,
+                    cfg_scale=q.cfg,
+                    sampler=q.sampler,
+                    negative_prompt=q.negative or None,
+                )
                 if q.bars is not None:  # a loop: exact length from bars and bpm, seam crossfaded
                     params["loop_seconds"] = bars_to_seconds(q.bars, q.bpm)  # q.seconds is rounded to 0.1 ms
                 path = self.store.clip_path(job.key)
-                log.info("job %d: %r, %g s, seed %d (attempt %d)", self._worker_job, q.prompt[:60], q.seconds,
-                         q.seed, job.attempts)  # fmt: skip
+                log.info(
+                    "job %d: %r, %g s, seed %d (attempt %d)",
+                    self._worker_job,
+                    q.prompt[:60],
+                    q.seconds,
+                    q.seed,
+                    job.attempts,
+                )
                 self.workers.send(("job", self._worker_job, params, str(path)))
             if self.sched.running is None:
                 self.idle.set()

@@ -18,6 +18,8 @@ from platformdirs import user_cache_dir, user_config_dir
 
 from ..errors import SaoLiveError
 from ..live.tempo import Tempo
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+from ..ranges import RANGES, in_range
 from ..request import EXPORT_FORMATS, ModelInfo, Request, RequestError
 
 if sys.version_info >= (3, 11):
@@ -36,6 +38,12 @@ def default_config_file() -> Path:
 
 def default_cache_dir() -> Path:
     return Path(user_cache_dir("sao-live")) / "clips"
+
+
+def _one_of(words) -> str:
+    """("off", "beat", "bar") -> "off, beat or bar"."""
+    *head, last = words
+    return f"{', '.join(head)} or {last}"
 
 
 @dataclass(frozen=True)
@@ -103,10 +111,10 @@ class Settings:
                 raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
         if self.export_format not in EXPORT_FORMATS:
             raise SettingsError(f"export_format must be one of {', '.join(EXPORT_FORMATS)}, got {self.export_format!r}")
-        if self.quantize not in ("off", "beat", "bar"):
-            raise SettingsError(f"quantize must be off, beat or bar, got {self.quantize!r}")
-        if self.tempo_source not in ("fixed", "midi", "link"):
-            raise SettingsError(f"tempo_source must be fixed, midi or link, got {self.tempo_source!r}")
+        if self.quantize not in QUANTIZE_UNITS:
+            raise SettingsError(f"quantize must be {_one_of(QUANTIZE_UNITS)}, got {self.quantize!r}")
+        if self.tempo_source not in TEMPO_SOURCES:
+            raise SettingsError(f"tempo_source must be {_one_of(TEMPO_SOURCES)}, got {self.tempo_source!r}")
         if not isinstance(self.voices, int) or not 1 <= self.voices <= 256:
             raise SettingsError(f"voices must be a whole number in [1, 256], got {self.voices!r}")
         nice = self.audio_nice
@@ -114,10 +122,11 @@ class Settings:
             raise SettingsError(f"audio_nice must be a whole number in [-20, 19], got {nice!r}")
         if not isinstance(self.audio_blocksize, int) or not 0 <= self.audio_blocksize <= 8192:
             raise SettingsError(f"audio_blocksize must be a whole number in [0, 8192], got {self.audio_blocksize!r}")
-        for name, lo, hi in (("master_db", -60, 6), ("velocity_curve", 0.1, 4)):
+        for name in ("master_db", "velocity_curve"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise SettingsError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+            if not in_range(name, value):
+                lo, hi = RANGES[name]
+                raise SettingsError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
         if self.numerics not in ("fast", "reference"):
             raise SettingsError(f"numerics must be 'fast' or 'reference', got {self.numerics!r}")
 
@@ -189,8 +198,9 @@ class LiveParams:
 
     def __init__(self, settings: Settings, tempo: Tempo):
         self.tempo = tempo
-        self.values: dict[str, Any] = dict(steps=None, cfg=None, sampler=None,
-                                           export=settings.export, export_format=settings.export_format)  # fmt: skip
+        self.values: dict[str, Any] = dict(
+            steps=None, cfg=None, sampler=None, export=settings.export, export_format=settings.export_format
+        )
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]

@@ -97,8 +97,20 @@ class ClipStore:
 
     def _clip(self, row) -> Clip:
         key, family, size, sha, seconds, seed, rate, request, created, last_used, pinned = row
-        return Clip(key, family, self.clip_path(key), size, sha, seconds, seed, rate, json.loads(request),
-                    created, self._touched.get(key, last_used), bool(pinned))  # fmt: skip
+        return Clip(
+            key,
+            family,
+            self.clip_path(key),
+            size,
+            sha,
+            seconds,
+            seed,
+            rate,
+            json.loads(request),
+            created,
+            self._touched.get(key, last_used),
+            bool(pinned),
+        )
 
     def _checked(self, clip: Clip | None) -> Clip | None:
         if clip is None:
@@ -136,9 +148,19 @@ class ClipStore:
         with self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO clips ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                (key, family, info["bytes"], info["sha256"], info["seconds"], info["seed"], info["sample_rate"],
-                 json.dumps(request), now, now),
-            )  # fmt: skip
+                (
+                    key,
+                    family,
+                    info["bytes"],
+                    info["sha256"],
+                    info["seconds"],
+                    info["seed"],
+                    info["sample_rate"],
+                    json.dumps(request),
+                    now,
+                    now,
+                ),
+            )
             self.db.execute("DELETE FROM jobs WHERE key = ?", (key,))
         self.evict(protect | {key})
         return self.get(key)
@@ -150,8 +172,9 @@ class ClipStore:
     def flush(self) -> None:
         if self._touched:
             with self.db:
-                self.db.executemany("UPDATE clips SET last_used = ? WHERE key = ?",
-                                    [(t, k) for k, t in self._touched.items()])  # fmt: skip
+                self.db.executemany(
+                    "UPDATE clips SET last_used = ? WHERE key = ?", [(t, k) for k, t in self._touched.items()]
+                )
             self._touched.clear()
 
     def remove(self, key: str) -> None:
@@ -179,8 +202,11 @@ class ClipStore:
         for key in gone:
             self.remove(key)
         if gone:
-            log.info("clip store: evicted %d least recently used clips to stay under %d MB", len(gone),
-                     self.max_bytes // 2**20)  # fmt: skip
+            log.info(
+                "clip store: evicted %d least recently used clips to stay under %d MB",
+                len(gone),
+                self.max_bytes // 2**20,
+            )
         return gone
 
     def stats(self) -> tuple[int, int]:
@@ -243,8 +269,10 @@ class ClipStore:
 
     def journal_put(self, key: str, request: dict, requesters: list[dict]) -> None:
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
-                            (key, json.dumps(request), json.dumps(requesters), time.time()))  # fmt: skip
+            self.db.execute(
+                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
+                (key, json.dumps(request), json.dumps(requesters), time.time()),
+            )
 
     def journal_drop(self, key: str) -> None:
         with self.db:

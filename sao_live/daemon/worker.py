@@ -1,4 +1,4 @@
-"""The model worker: a separate process that owns the pipeline (DESIGN §1).
+"""The model worker: a separate process that owns the pipeline (docs/architecture.md).
 
 The control plane never waits on torch: it talks to the worker over one multiprocessing
 pipe. Control -> worker: `("job", job_id, params, path)`, `("cancel", job_id)`,
@@ -64,9 +64,17 @@ def _model_info(spec: dict, pipe) -> dict:
     samplers = sampling.RF_SAMPLERS if cfg.objective == "rf" else sampling.V_SAMPLERS
     numerics = spec["numerics"] + ("+int8" if pipe.int8 else "")  # int8 changes the audio
     fp = fingerprint(spec["model"], spec["text_encoder"], numerics, pipe.device.type, cfg.raw)
-    return dict(name=str(spec["model"]), fingerprint=fp, window_seconds=cfg.window_seconds,
-                sample_rate=cfg.sample_rate, objective=cfg.objective, steps=d["steps"], cfg=d["cfg_scale"],
-                sampler=d["sampler"], samplers=list(samplers))  # fmt: skip
+    return dict(
+        name=str(spec["model"]),
+        fingerprint=fp,
+        window_seconds=cfg.window_seconds,
+        sample_rate=cfg.sample_rate,
+        objective=cfg.objective,
+        steps=d["steps"],
+        cfg=d["cfg_scale"],
+        sampler=d["sampler"],
+        samplers=list(samplers),
+    )
 
 
 def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> None:
@@ -93,8 +101,13 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_audio(out, audio, result.sample_rate, "wav", "32f")
-    info = dict(bytes=out.stat().st_size, sha256=file_sha256(out), seed=result.seed,
-                seconds=audio.shape[1] / result.sample_rate, sample_rate=result.sample_rate)  # fmt: skip
+    info = dict(
+        bytes=out.stat().st_size,
+        sha256=file_sha256(out),
+        seed=result.seed,
+        seconds=audio.shape[1] / result.sample_rate,
+        sample_rate=result.sample_rate,
+    )
     send(("done", job_id, info))
 
 
@@ -179,7 +192,6 @@ class Worker:
         self.process = None
         self._conn = None
         self.ready = False
-        self.busy = False
 
     @property
     def pid(self) -> int | None:

@@ -61,8 +61,16 @@ class WorkerSupervisor:
 
     def start(self) -> None:
         s = self.settings
-        spec = dict(model=s.model, text_encoder=s.text_encoder, device=s.device, numerics=s.numerics, int8=s.int8,
-                    nice=s.worker_nice, threads=s.worker_threads, log_level=logging.getLogger().level)  # fmt: skip
+        spec = dict(
+            model=s.model,
+            text_encoder=s.text_encoder,
+            device=s.device,
+            numerics=s.numerics,
+            int8=s.int8,
+            nice=s.worker_nice,
+            threads=s.worker_threads,
+            log_level=logging.getLogger().level,
+        )
         self._ready = asyncio.get_running_loop().create_future()
         self._last_pong = time.monotonic()
         self.worker = Worker(spec, self._on_event, asyncio.get_running_loop())
@@ -76,8 +84,11 @@ class WorkerSupervisor:
         finally:
             stop_wait.cancel()
         if self._ready not in done:
-            raise StartupError("stopped while the model was loading" if stop.is_set() else
-                               f"the model did not load within {timeout:.0f} s (ready_timeout)")  # fmt: skip
+            raise StartupError(
+                "stopped while the model was loading"
+                if stop.is_set()
+                else f"the model did not load within {timeout:.0f} s (ready_timeout)"
+            )
         return self._ready.result()
 
     def _on_event(self, worker: Worker, msg: tuple) -> None:

@@ -1,4 +1,4 @@
-"""Text and number conditioners (spec §3.1-3.3).
+"""Text and number conditioners.
 
 The T5 encoder is not part of the checkpoint: it is loaded separately (google-t5/t5-base
 by default) and kept out of the module tree, so state dicts match the published files.
@@ -54,7 +54,7 @@ class NumberConditioner(nn.Module):
 
 
 class TextEncoder:
-    """A T5 encoder and its tokenizer, outside the module tree (spec §3.1).
+    """A T5 encoder and its tokenizer, outside the module tree.
 
     `fp16=True` runs T5 with half weights and activations, as the reference does;
     `cache_size` keeps embeddings of recent prompts (fast mode: a live set repeats prompts).
@@ -120,7 +120,7 @@ def assemble(
     prompt: tuple[torch.Tensor, torch.Tensor],
     numbers: dict[str, torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross tokens (B, N, C) and the global vector (B, G), in the config's id order (spec §3.3)."""
+    """Cross tokens (B, N, C) and the global vector (B, G), in the config's id order."""
     parts = {model_cfg.conditioning.prompt_id: prompt[0], **numbers}
     cross = torch.cat([parts[i] for i in model_cfg.cross_attention_ids], dim=1)
     global_cond = torch.cat([parts[i] for i in model_cfg.global_ids], dim=-1)[:, 0]

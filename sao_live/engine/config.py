@@ -1,8 +1,8 @@
-"""Typed views of the official `model_config.json` (spec §1).
+"""Typed views of the official `model_config.json`.
 
 Every module size comes from here, never from constants. Each component reads its own
 section through one `from_json` classmethod; anything the two published configs do not
-use (spec §10) is rejected with a message rather than silently ignored.
+use is rejected with a message rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _need(section: dict, key: str, where: str) -> Any:
 
 @dataclass(frozen=True)
 class OobleckConfig:
-    """Encoder or decoder of the Oobleck VAE (spec §2.5, §3.5)."""
+    """Encoder or decoder of the Oobleck VAE."""
 
     audio_channels: int  # in_channels (encoder) or out_channels (decoder)
     channels: int
@@ -89,7 +89,7 @@ class NumberConfig:
 
 @dataclass(frozen=True)
 class ConditioningConfig:
-    """The T5 prompt conditioner and the number conditioners (spec §3.1-3.3)."""
+    """The T5 prompt conditioner and the number conditioners."""
 
     cond_dim: int
     prompt_id: str
@@ -118,7 +118,7 @@ class ConditioningConfig:
 
 @dataclass(frozen=True)
 class DiTConfig:
-    """The diffusion transformer (spec §2.3, §3.4)."""
+    """The diffusion transformer."""
 
     io_channels: int
     embed_dim: int

@@ -1,4 +1,4 @@
-"""The diffusion transformer of Stable Audio Open (spec §2.3, §3.4, §4).
+"""The diffusion transformer of Stable Audio Open (docs/engine.md, model notes).
 
 Follows stable-audio-tools `models/dit.py` and `models/transformer.py`; attribute paths
 are the checkpoint's keys under `model.model.`, so official files load with strict=True.
@@ -32,7 +32,7 @@ class LayerNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """Partial rotate-half RoPE, base 10000 (spec §3.4 step 2, §9.4)."""
+    """Partial rotate-half RoPE, base 10000."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -104,7 +104,7 @@ class Attention(nn.Module):
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if self.kv_heads != self.heads:
-            # GQA: kv head j serves the consecutive q heads j*g .. j*g+g-1 (spec §9.3).
+            # GQA: kv head j serves the consecutive q heads j*g .. j*g+g-1.
             group = self.heads // self.kv_heads
             k = k.repeat_interleave(group, dim=1)
             v = v.repeat_interleave(group, dim=1)
@@ -118,7 +118,7 @@ class GLU(nn.Module):
         self.proj = nn.Linear(dim, 2 * inner)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        value, gate = self.proj(x).chunk(2, dim=-1)  # value first, gate second (spec §9.7)
+        value, gate = self.proj(x).chunk(2, dim=-1)  # value first, gate second
         return value * F.silu(gate)
 
 
@@ -149,7 +149,7 @@ class TransformerBlock(nn.Module):
             h = h + self.cross_attn(self.cross_attend_norm(h), context)
         else:
             # Fast path: the CFG null branch (rows skip_cross_from:) has all-zero context,
-            # so its cross-attention output is exactly zero (spec §4, exactness note).
+            # so its cross-attention output is exactly zero (docs/engine.md).
             n = skip_cross_from
             cond = self.cross_attn(self.cross_attend_norm(h[:n]), context[:n])
             h = torch.cat((h[:n] + cond, h[n:]))
@@ -166,7 +166,7 @@ class ContinuousTransformer(nn.Module):
 
 
 class FourierFeatures(nn.Module):
-    """Timestep features: [cos, sin] of 2*pi*t*w (spec §3.4 step 1)."""
+    """Timestep features: [cos, sin] of 2*pi*t*w."""
 
     def __init__(self, out_features: int):
         super().__init__()
@@ -182,7 +182,7 @@ def _mlp(dim_in: int, dim: int, bias: bool) -> nn.Sequential:
 
 
 class DiffusionTransformer(nn.Module):
-    """One network evaluation F(x, t, cross tokens, global vector) (spec §3.4)."""
+    """One network evaluation F(x, t, cross tokens, global vector)."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -235,7 +235,7 @@ class DiffusionTransformer(nn.Module):
 
 
 class DiTWrapper(nn.Module):
-    """Classifier-free guidance around the DiT, as the reference's DiTWrapper does (spec §4)."""
+    """Classifier-free guidance around the DiT, as the reference's DiTWrapper does."""
 
     def __init__(self, cfg: DiTConfig):
         super().__init__()

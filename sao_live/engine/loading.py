@@ -1,10 +1,10 @@
-"""Finding, reading and strictly matching official checkpoint files (spec §2, §7).
+"""Finding, reading and strictly matching official checkpoint files.
 
 A source is a local folder (`model_config.json` + `model.safetensors` or `model.ckpt`) or a
 hub repo id fetched with huggingface_hub and the user's token. Keys are matched by name:
 a missing, unexpected or mis-shaped tensor is an error that names it. The only keys that
 may be absent are the deterministic buffers (norm `beta` zeros, RoPE `inv_freq`), which
-spec §2.7 says not to depend on.
+are recomputed rather than read (docs/engine.md, model notes).
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ def resolve_model_files(source: str | os.PathLike) -> tuple[Path, Path]:
     if path.exists():
         raise CheckpointError(f"{where} is a file; pass the folder that holds model_config.json and the weights")
     if not is_hub_id(source):
-        raise CheckpointError(f"no model folder at {where}, and {str(source)!r} is not a hub repo id like "
-                              f"owner/name: {NEXT_STEP}")  # fmt: skip
+        raise CheckpointError(
+            f"no model folder at {where}, and {str(source)!r} is not a hub repo id like owner/name: {NEXT_STEP}"
+        )
     return _download(str(source))
 
 

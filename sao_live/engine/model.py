@@ -1,4 +1,4 @@
-"""The whole checkpoint as one module tree: `model.`, `conditioner.`, `pretransform.` (spec §2.2).
+"""The whole checkpoint as one module tree: `model.`, `conditioner.`, `pretransform.`.
 
 Mirrors the reference's ConditionedDiffusionModelWrapper so that `state_dict()` has
 exactly the published key names; everything that is not a stored tensor lives elsewhere.

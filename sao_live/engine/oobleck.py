@@ -1,4 +1,4 @@
-"""The Oobleck VAE: encoder, decoder and the VAE bottleneck (spec §2.5-2.6, §3.5-3.6).
+"""The Oobleck VAE: encoder, decoder and the VAE bottleneck.
 
 Follows stable-audio-tools `models/autoencoders.py`, `models/blocks.py` and
 `models/bottleneck.py`. Attribute paths are the checkpoint keys under

@@ -1,11 +1,11 @@
-"""StableAudioPipeline: text + numbers -> DiT sampling -> VAE decode (spec §5.1).
+"""StableAudioPipeline: text + numbers -> DiT sampling -> VAE decode.
 
 Two numeric modes:
 - "reference" reproduces stable-audio-tools: T5 in fp16, the reference's RNG draws in its
   order, the full window decoded (the VAE in fp32 on CPU, where fp16 convolutions crawl);
 - "fast" may move numbers by an inaudible amount: T5 in fp32 on CPU with a prompt cache,
   the CFG null branch skips cross-attention, only the frames a clip needs are decoded,
-  and optional transforms from `fast.py` (fused SnakeBeta, int8 DiT).
+  the decoder runs in tiles (`tiled.py`) and the DiT's linears in int8 (`quantize.py`).
 Per-stage entry points (`conditioning`, `dit`, `decode`, `encode_audio`) are public so
 tests can compare them with golden tensors and the benchmark can time them.
 """
@@ -31,9 +31,9 @@ from .model import StableAudioModel
 from .tiled import TiledDecoder
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
-DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, spec §3.5)
+DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, docs/engine.md)
 
-# Model-card defaults per objective (spec §5.5): Small is rf, 1.0 is v.
+# Model-card defaults per objective: Small is rf, 1.0 is v.
 DEFAULTS = {
     "rf": dict(sampler="pingpong", steps=8, cfg_scale=1.0, sigma_min=None, sigma_max=1.0, rho=None),
     "v": dict(sampler="dpmpp-3m-sde", steps=100, cfg_scale=7.0, sigma_min=0.3, sigma_max=500.0, rho=1.0),
@@ -167,7 +167,7 @@ class StableAudioPipeline:
     def conditioning(
         self, prompts: list[str], seconds_total: list[float], seconds_start: list[float] | None = None
     ) -> Conditioning:
-        """Runs T5 and the number conditioners, assembled as the config says (spec §3.3)."""
+        """Runs T5 and the number conditioners, assembled as the config says."""
         numbers = {}
         values = {"seconds_total": seconds_total, "seconds_start": seconds_start or [0.0] * len(prompts)}
         for cid, conditioner in self.model.conditioner.conditioners.items():
@@ -190,9 +190,15 @@ class StableAudioPipeline:
         neg = None if negative is None else negative.cross
         return self.model.model(x, t, cond.cross, cond.global_cond, cfg_scale, neg)
 
+    def decode_frames(self, seconds: float) -> int:
+        """Latent frames fast mode decodes for `seconds` of audio: what the clip needs, plus a
+        margin beyond the decoder's receptive field."""
+        keep = round(seconds * self.cfg.sample_rate)
+        return math.ceil(keep / self.cfg.autoencoder.downsampling_ratio) + DECODE_MARGIN_FRAMES
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, C, T) -> audio (B, channels, T * 2048) fp32."""
+        """Latents (B, C, T) -> audio (B, channels, T * downsampling_ratio) fp32."""
         return self.model.pretransform.decode(latents)
 
     @torch.no_grad()
@@ -258,17 +264,18 @@ class StableAudioPipeline:
         seconds = sample_size / self.cfg.sample_rate if seconds is None else seconds
         steps = d["steps"] if steps is None else steps
         cfg_scale = d["cfg_scale"] if cfg_scale is None else cfg_scale
-        if not isinstance(sample_size, int) or sample_size % 2048 or sample_size <= 0:
-            raise InvalidRequestError(f"sample_size must be a positive multiple of 2048, got {sample_size!r}")
+        ratio = self.cfg.autoencoder.downsampling_ratio  # samples per latent frame
+        if not isinstance(sample_size, int) or sample_size % ratio or sample_size <= 0:
+            raise InvalidRequestError(f"sample_size must be a positive multiple of {ratio}, got {sample_size!r}")
         self._check(prompt, seconds, steps, cfg_scale, sample_size)
         sample = sampling.get_sampler(self.cfg.objective, sampler or d["sampler"])
         seed = None if seed is None else check_seed(seed)  # -1 also asks for a random one
         seed = pick_seed() if seed is None else seed
 
-        # RNG draws in the reference's order (spec §5.2): noise, init-audio posterior, tree seed.
+        # RNG draws in the reference's order: noise, init-audio posterior, tree seed.
         generator = torch.Generator(self.device).manual_seed(seed)
         cpu_generator = generator if self.device.type == "cpu" else torch.Generator().manual_seed(seed)
-        frames = sample_size // 2048
+        frames = sample_size // ratio
         noise = torch.randn([1, self.cfg.dit.io_channels, frames], generator=generator, device=self.device)
 
         cond = self.conditioning([prompt], [seconds])
@@ -306,9 +313,7 @@ class StableAudioPipeline:
 
         keep = round(seconds * self.cfg.sample_rate)
         if self.numerics == "fast":
-            # Decode only what the clip needs, plus a margin beyond the receptive field.
-            needed = math.ceil(keep / 2048) + DECODE_MARGIN_FRAMES
-            audio = self.decode(latents[:, :, :needed])
+            audio = self.decode(latents[:, :, : self.decode_frames(seconds)])
         else:
             audio = self.decode(latents)
         audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)

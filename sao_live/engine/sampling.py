@@ -1,4 +1,4 @@
-"""Noise schedules and samplers (spec §5.3-5.4), one short function each.
+"""Noise schedules and samplers, one short function each.
 
 Two families, as in stable-audio-tools:
 - rectified flow (SAO Small): `model(x, t) -> v`, the velocity eps - x0, t in [0, 1];

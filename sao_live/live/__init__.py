@@ -1,1 +1,1 @@
-"""Live performance: the player, MIDI pads, set files, loops and tempo (issue 4)."""
+"""Live performance: the player, MIDI pads, set files, loops and tempo."""

@@ -117,8 +117,15 @@ class AudioProcess:
         channels = min(2, int(info["max_output_channels"]))
         self.mixer = Mixer(channels, MAX_BLOCK, self.voices, rate, self.master_db)
         try:
-            self.stream = sd.OutputStream(device=index, samplerate=rate, channels=channels, dtype="float32",
-                                          blocksize=blocksize, latency="low", callback=self.callback)  # fmt: skip
+            self.stream = sd.OutputStream(
+                device=index,
+                samplerate=rate,
+                channels=channels,
+                dtype="float32",
+                blocksize=blocksize,
+                latency="low",
+                callback=self.callback,
+            )
             self.stream.start()
         except Exception as err:  # noqa: BLE001 - PortAudio's errors are plain exceptions
             return ("error", f"cannot start audio on {name}: {err}")

@@ -120,8 +120,10 @@ class AudioSupervisor:
         if frame != self._frame_seen[0]:
             self._frame_seen = (frame, now)
         elif now - self._frame_seen[1] > STALL_SECONDS:
-            log.error("audio: the stream has played nothing for %.0f s (did the audio server stop?); restarting it",
-                      now - self._frame_seen[1])  # fmt: skip
+            log.error(
+                "audio: the stream has played nothing for %.0f s (did the audio server stop?); restarting it",
+                now - self._frame_seen[1],
+            )
             self._frame_seen = (frame, now)
             p.process.kill()  # seen as dead on the next look, and restarted
             return

@@ -13,11 +13,6 @@ import numpy as np
 XFADE_SECONDS = 0.02
 
 
-def loop_frames(bars: float, bpm: float, rate: int) -> int:
-    """The exact loop length in samples: bars of 4/4 at `bpm`."""
-    return round(bars * 240.0 / bpm * rate)
-
-
 def cut_loop(audio: np.ndarray, frames: int, xfade: int) -> np.ndarray:
     """audio (channels, samples >= frames) -> (channels, frames) with the seam crossfaded over
     min(xfade, samples - frames) samples."""

@@ -47,8 +47,16 @@ class Stop:
 
 
 class Mixer:
-    def __init__(self, channels: int, max_block: int, voices: int = 32, sample_rate: int = 48000,
-                 master_db: float = -6.0, ceiling_db: float = -1.0, fade_ms: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        channels: int,
+        max_block: int,
+        voices: int = 32,
+        sample_rate: int = 48000,
+        master_db: float = -6.0,
+        ceiling_db: float = -1.0,
+        fade_ms: float = 10.0,
+    ):
         self.channels, self.max_block, self.voices = channels, max_block, voices
         self.sample_rate = sample_rate
         self.master_db = master_db

@@ -100,8 +100,15 @@ class Player:
         self._next_voice = 0
 
     @classmethod
-    def open(cls, device: str | int | None, voices: int = 32, master_db: float = -6.0,
-             blocksize: int = 0, nice: int = 0, timeout: float = 30.0) -> Player:  # fmt: skip
+    def open(
+        cls,
+        device: str | int | None,
+        voices: int = 32,
+        master_db: float = -6.0,
+        blocksize: int = 0,
+        nice: int = 0,
+        timeout: float = 30.0,
+    ) -> Player:
         """Starts the audio process and its stream; `NoAudioDevice` when there is no device or it cannot start."""
         self = cls(voices, master_db)
         ctx = multiprocessing.get_context("spawn")
@@ -123,8 +130,14 @@ class Player:
             self.close()
             raise NoAudioDevice(reply[1])
         _, self.rate, self.channels, self.device_name, self.latency = reply
-        log.info("audio: %s at %d Hz, %d channels, latency %.1f ms (process %d)", self.device_name, self.rate,
-                 self.channels, 1000 * self.latency, self.process.pid)  # fmt: skip
+        log.info(
+            "audio: %s at %d Hz, %d channels, latency %.1f ms (process %d)",
+            self.device_name,
+            self.rate,
+            self.channels,
+            1000 * self.latency,
+            self.process.pid,
+        )
         return self
 
     # ------------------------------------------------------------ clips

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SaoLiveError
-from ..request import PICKED_SEED_MAX, Request, RequestError
+from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+from ..ranges import describe, in_range
+from ..request import PICKED_SEED_MAX, Request, RequestError, is_number
 from .mixer import MODES
 
 if sys.version_info >= (3, 11):
@@ -24,11 +26,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-QUANTIZE = ("off", "beat", "bar")
-TEMPO_SOURCES = ("fixed", "midi", "link")
 CC_ACTIONS = ("regenerate", "next_variation", "stop_all")
-PAD_KEYS = {"note", "prompt", "negative", "seconds", "bars", "mode", "choke", "gain", "seed", "seeds", "variations",
-            "quantize", "steps", "cfg", "sampler", "append_bpm"}  # fmt: skip
+PAD_KEYS = {
+    "note",
+    "prompt",
+    "negative",
+    "seconds",
+    "bars",
+    "mode",
+    "choke",
+    "gain",
+    "seed",
+    "seeds",
+    "variations",
+    "quantize",
+    "steps",
+    "cfg",
+    "sampler",
+    "append_bpm",
+}
 DEFAULT_KEYS = PAD_KEYS - {"note", "prompt", "seed", "seeds"}
 TOP_KEYS = {"name", "model", "bpm", "export_dir", "quantize", "tempo_source", "defaults", "cc", "banks"}
 FIRST_NOTE = 36
@@ -58,7 +74,6 @@ class Pad:
     cfg: float | None = None
     sampler: str | None = None
     append_bpm: bool = True
-    line: int = 0
 
     @property
     def name(self) -> str:
@@ -71,9 +86,19 @@ class Pad:
             bars, seconds = self.bars, 1.0
             if self.append_bpm:
                 prompt = with_bpm(prompt, bpm)
-        return Request(prompt=prompt, seconds=seconds, seed=seed, negative=self.negative, steps=self.steps,
-                       cfg=self.cfg, sampler=self.sampler, bars=bars, bpm=bpm if bars else None,
-                       priority=priority, export="none")  # fmt: skip
+        return Request(
+            prompt=prompt,
+            seconds=seconds,
+            seed=seed,
+            negative=self.negative,
+            steps=self.steps,
+            cfg=self.cfg,
+            sampler=self.sampler,
+            bars=bars,
+            bpm=bpm if bars else None,
+            priority=priority,
+            export="none",
+        )
 
 
 def with_bpm(prompt: str, bpm: float) -> str:
@@ -89,7 +114,6 @@ class LiveSet:
     path: Path
     bpm: float
     banks: tuple[tuple[Pad, ...], ...]
-    bank_names: tuple[str, ...]
     model: str | None = None
     export_dir: Path | None = None
     quantize: str = "off"
@@ -165,12 +189,17 @@ def parse_set(data: dict, path: Path, lines: _Lines) -> LiveSet:
     name = data.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():
         fail(("name",), f"must be a non-empty string, got {name!r}")
-    bpm = _check(
-        data.get("bpm", 120.0), ("bpm",), fail, lambda v: _is_num(v) and 20 <= v <= 400, "a number in [20, 400]"
+    bpm = _check(data.get("bpm", 120.0), ("bpm",), fail, lambda v: in_range("bpm", v), describe("bpm"))
+    quantize = _check(
+        data.get("quantize", "off"), ("quantize",), fail, lambda v: v in QUANTIZE_UNITS, " | ".join(QUANTIZE_UNITS)
     )
-    quantize = _check(data.get("quantize", "off"), ("quantize",), fail, lambda v: v in QUANTIZE, " | ".join(QUANTIZE))
-    tempo = _check(data.get("tempo_source", "fixed"), ("tempo_source",), fail, lambda v: v in TEMPO_SOURCES,
-                   " | ".join(TEMPO_SOURCES))  # fmt: skip
+    tempo = _check(
+        data.get("tempo_source", "fixed"),
+        ("tempo_source",),
+        fail,
+        lambda v: v in TEMPO_SOURCES,
+        " | ".join(TEMPO_SOURCES),
+    )
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         fail(("model",), f"must be a model folder, hub id or tiny-random, got {model!r}")
@@ -193,7 +222,7 @@ def parse_set(data: dict, path: Path, lines: _Lines) -> LiveSet:
     banks_data = data.get("banks")
     if not isinstance(banks_data, list) or not banks_data:
         fail(("banks",), "a set needs at least one [[banks]] with [[banks.pads]]")
-    banks, names = [], []
+    banks = []
     for b, bank in enumerate(banks_data):
         pads_data = bank.get("pads")
         if not isinstance(pads_data, list) or not pads_data:
@@ -203,20 +232,23 @@ def parse_set(data: dict, path: Path, lines: _Lines) -> LiveSet:
         extra = sorted(set(bank) - {"name", "pads"})
         if extra:
             fail(("banks", b, extra[0]), "unknown key; a bank has name and pads")
-        names.append(str(bank.get("name", f"bank {b}")))
         pads = [_pad(b, i, {**defaults, **p}, p, bpm, fail, set_name=name) for i, p in enumerate(pads_data)]
         notes = [p.note for p in pads]
         for p in pads:
             if notes.count(p.note) > 1:
                 fail(("banks", b, "pads", p.index - 1, "note"), f"note {p.note} is used by two pads of this bank")
         banks.append(tuple(pads))
-    return LiveSet(name=name, path=path, bpm=float(bpm), banks=tuple(banks), bank_names=tuple(names), model=model,
-                   export_dir=Path(export_dir).expanduser() if export_dir else None, quantize=quantize,
-                   tempo_source=tempo, cc=tuple(cc))  # fmt: skip
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return LiveSet(
+        name=name,
+        path=path,
+        bpm=float(bpm),
+        banks=tuple(banks),
+        model=model,
+        export_dir=Path(export_dir).expanduser() if export_dir else None,
+        quantize=quantize,
+        tempo_source=tempo,
+        cc=tuple(cc),
+    )
 
 
 def _whole(lo: int, hi: int):
@@ -234,21 +266,16 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
     for key in own:
         if key not in PAD_KEYS:
             fail((*where, key), f"unknown key; a pad has {', '.join(sorted(PAD_KEYS))}")
-    note = _check(d.get("note", FIRST_NOTE + i), (*where, "note"), fail,
-                  _whole(0, 127), "a MIDI note 0-127")  # fmt: skip
+    note = _check(d.get("note", FIRST_NOTE + i), (*where, "note"), fail, _whole(0, 127), "a MIDI note 0-127")
     if "prompt" not in d:
         fail(where, "a pad needs a prompt")
     mode = _check(d.get("mode", "oneshot"), (*where, "mode"), fail, lambda v: v in MODES, " | ".join(MODES))
-    choke = _check(d.get("choke", 0), (*where, "choke"), fail,
-                   _whole(0, 64), "a group 0-64 (0: none)")  # fmt: skip
-    gain = _check(
-        d.get("gain", 1.0), (*where, "gain"), fail, lambda v: _is_num(v) and 0 <= v <= 4, "a number in [0, 4]"
-    )
-    variations = _check(d.get("variations", 1), (*where, "variations"), fail,
-                        _whole(1, 16), "a whole number 1-16")  # fmt: skip
+    choke = _check(d.get("choke", 0), (*where, "choke"), fail, _whole(0, 64), "a group 0-64 (0: none)")
+    gain = _check(d.get("gain", 1.0), (*where, "gain"), fail, lambda v: in_range("gain", v), describe("gain"))
+    variations = _check(d.get("variations", 1), (*where, "variations"), fail, _whole(1, 16), "a whole number 1-16")
     quantize = d.get("quantize")
     if quantize is not None:
-        _check(quantize, (*where, "quantize"), fail, lambda v: v in QUANTIZE, " | ".join(QUANTIZE))
+        _check(quantize, (*where, "quantize"), fail, lambda v: v in QUANTIZE_UNITS, " | ".join(QUANTIZE_UNITS))
     if "bars" in own and "seconds" in own:
         fail((*where, "bars"), "give seconds or bars, not both")
     seconds, bars = d.get("seconds"), d.get("bars")
@@ -259,8 +286,13 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
     if seconds is None and bars is None:
         fail(where, "a pad needs seconds or bars (here or in [defaults])")
     if seconds is not None:  # the upper bound is the model's window, checked when a take is rendered
-        _check(seconds, (*where, "seconds") if "seconds" in own else where, fail,
-               lambda v: _is_num(v) and v > 0, "a number of seconds > 0")  # fmt: skip
+        _check(
+            seconds,
+            (*where, "seconds") if "seconds" in own else where,
+            fail,
+            lambda v: is_number(v) and v > 0,
+            "a number of seconds > 0",
+        )
     if "seeds" in own and "seed" in own:
         fail((*where, "seeds"), "give seed or seeds, not both")
     if "seeds" in d:
@@ -275,10 +307,25 @@ def _pad(b: int, i: int, d: dict, own: dict, bpm: float, fail, set_name: str) ->
             base = zlib.crc32(f"{set_name}|{b}|{i}|{d['prompt']}".encode()) % (PICKED_SEED_MAX - 64)
         seeds = [base]
     seeds += [seeds[-1] + k for k in range(1, variations - len(seeds) + 1)]
-    pad = Pad(bank=b, index=i + 1, note=note, prompt=d["prompt"], seeds=tuple(seeds), variations=variations,
-              mode=mode, choke=choke, gain=float(gain), negative=d.get("negative", ""), seconds=seconds, bars=bars,
-              quantize=quantize, steps=d.get("steps"), cfg=d.get("cfg"), sampler=d.get("sampler"),
-              append_bpm=bool(d.get("append_bpm", True)), line=0)  # fmt: skip
+    pad = Pad(
+        bank=b,
+        index=i + 1,
+        note=note,
+        prompt=d["prompt"],
+        seeds=tuple(seeds),
+        variations=variations,
+        mode=mode,
+        choke=choke,
+        gain=float(gain),
+        negative=d.get("negative", ""),
+        seconds=seconds,
+        bars=bars,
+        quantize=quantize,
+        steps=d.get("steps"),
+        cfg=d.get("cfg"),
+        sampler=d.get("sampler"),
+        append_bpm=bool(d.get("append_bpm", True)),
+    )
     try:
         for seed in pad.seeds:
             pad.request(seed, bpm)

@@ -46,8 +46,9 @@ class Stage:
         self.replies = replies
         self.tempo = tempo
         self.settings = settings
-        self.audio = AudioSupervisor(runtime, tempo, clip_path, s.audio_device, s.voices, s.master_db,
-                                     s.audio_blocksize, s.audio_nice)  # fmt: skip
+        self.audio = AudioSupervisor(
+            runtime, tempo, clip_path, s.audio_device, s.voices, s.master_db, s.audio_blocksize, s.audio_nice
+        )
         self.pads = PadBank(runtime, replies, tempo, self.audio, obtain, resolve, s.quantize, s.velocity_curve)
         self.midi = MidiRouter(self.pads, tempo, replies)
 
@@ -81,8 +82,13 @@ class Stage:
     def status(self) -> tuple:
         """(audio, voices, underruns, errors, bpm, set, bank, stolen), as /sao/status ends."""
         live = self.pads.set
-        return (*self.audio.status(), round(self.tempo.bpm, 3), live.name if live else "", self.pads.bank,
-                self.audio.stolen)  # fmt: skip
+        return (
+            *self.audio.status(),
+            round(self.tempo.bpm, 3),
+            live.name if live else "",
+            self.pads.bank,
+            self.audio.stolen,
+        )
 
     # ------------------------------------------------------------ parameters (/sao/set, /sao/get)
 
@@ -109,6 +115,10 @@ class Stage:
         elif name == "master_db" and in_range("master_db", value):
             self.audio.need().set_master_db(float(value))
         else:
-            expected = {"quantize": "off, beat or bar", "tempo_source": "fixed, midi or link",
-                        "velocity_curve": describe("velocity_curve"), "master_db": describe("master_db")}  # fmt: skip
+            expected = {
+                "quantize": "off, beat or bar",
+                "tempo_source": "fixed, midi or link",
+                "velocity_curve": describe("velocity_curve"),
+                "master_db": describe("master_db"),
+            }
             raise RequestError("bad_value", f"/sao/set/{name} must be {expected.get(name, '?')}, got {value!r}")

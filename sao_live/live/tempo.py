@@ -17,6 +17,7 @@ import math
 import time
 
 from ..musical_time import QUANTIZE_UNITS, TEMPO_SOURCES
+from ..ranges import in_range
 
 log = logging.getLogger(__name__)
 PPQN = 24
@@ -99,7 +100,7 @@ class Tempo:
             return None
         span = self._ticks[-1] - self._ticks[0]
         bpm = 60.0 * (len(self._ticks) - 1) / (PPQN * span) if span > 0 else self.bpm
-        if self.source != "midi" or not 20 <= bpm <= 400:
+        if self.source != "midi" or not in_range("bpm", bpm):
             return None
         self._clock_bpm = bpm  # the grid follows the clock exactly...
         tick_frame = frame + (now - t) * self.rate

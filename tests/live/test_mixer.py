@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sao_live.live.loops import cut_loop, loop_frames
+from sao_live.live.loops import cut_loop
 from sao_live.live.mixer import GATE, LOOP, ONESHOT, Mixer, Play, Stop
+from sao_live.musical_time import loop_frames
 
 BLOCK = 256
 

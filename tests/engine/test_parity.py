@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from sao_live import StableAudioPipeline
 from sao_live.engine import sampling
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
 FP32_TOLERANCE = 1e-4
 # A schedule sigma is exp(a), a = ramp * (log sigma_max - log sigma_min) + log sigma_min with

@@ -13,7 +13,7 @@ from sao_live.engine.pipeline import DECODE_MARGIN_FRAMES
 from sao_live.errors import Cancelled, InvalidRequestError
 from sao_live.request import PICKED_SEED_MAX
 
-from .conftest import GOLDEN
+from ..conftest import GOLDEN
 
 
 def snr_db(ref: np.ndarray, other: np.ndarray) -> float:

@@ -41,3 +41,11 @@ class Cancelled(SaoLiveError):
     """Raised by a progress callback to stop a generation between steps."""
 
     code = "cancelled"
+
+
+class RequestError(InvalidRequestError):
+    """A request that cannot be served; `code` names the field or the kind of problem."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code

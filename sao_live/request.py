@@ -14,31 +14,29 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .errors import InvalidRequestError
+from .errors import RequestError
 from .musical_time import bars_to_seconds
-from .ranges import RANGES
+from .ranges import (  # noqa: F401 - SEED_MAX, PICKED_SEED_MAX, is_number and the checks are part of this module's API
+    PICKED_SEED_MAX,
+    RANGES,
+    SEED_MAX,
+    _num,
+    check_seconds,
+    check_seed,
+    is_number,
+    pick_seed,
+)
 
 POST_VERSION = 1  # bump when post-processing changes the audio of an unchanged request
-SEED_MAX = 2**31 - 1  # seeds travel as OSC int32
-PICKED_SEED_MAX = 2**24 - 1  # seeds the daemon picks survive float32 clients (Pd) exactly
 PRIORITIES = {"now": 0, "prerender": 1, "refill": 2}
 EXPORT_FORMATS = {"wav": ("wav", "24"), "wav16": ("wav", "16"), "wav32f": ("wav", "32f"), "flac": ("flac", "24")}
 KEYS = ("seed", "steps", "cfg", "negative", "sampler", "bpm", "bars", "variations", "priority", "export")
 MAX_PROMPT_CHARS = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-class RequestError(InvalidRequestError):
-    """A request that cannot be served; `code` names the field or the kind of problem."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -58,58 +56,6 @@ class ModelInfo:
     @classmethod
     def from_dict(cls, d: dict) -> ModelInfo:
         return cls(**{**d, "samplers": tuple(d["samplers"])})
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _num(value: Any, name: str, code: str, lo: float, hi: float, *, integer: bool = False, lo_open: bool = False):
-    """A finite number in [lo, hi] (or (lo, hi]); numeric strings are read, integers must be whole."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise RequestError(code, f"{name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RequestError(code, f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise RequestError(code, f"{name} must be a finite number, got {value!r}")
-    if integer:
-        if value != int(value):
-            raise RequestError(code, f"{name} must be a whole number, got {value!r}")
-        value = int(value)
-    inside = (lo < value if lo_open else lo <= value) and value <= hi
-    if not inside:
-        bracket = "(" if lo_open else "["
-        raise RequestError(code, f"{name} must be in {bracket}{lo:g}, {hi:g}], got {value!r}")
-    return value
-
-
-def check_seed(value: Any, random_ok: bool = True) -> int | None:
-    """A seed as given: a whole number in [0, SEED_MAX], or -1 (when `random_ok`): None, pick one."""
-    seed = _num(value, "seed", "bad_seed", -math.inf, math.inf, integer=True)
-    if random_ok and seed == -1:
-        return None
-    if not 0 <= seed <= SEED_MAX:
-        also = " or -1 (random)" if random_ok else ""
-        raise RequestError("bad_seed", f"seed must be in [0, {SEED_MAX}]{also}, got {seed}")
-    return seed
-
-
-def pick_seed() -> int:
-    """A random seed, small enough to survive float32 clients (Pd) exactly."""
-    return random.randint(0, PICKED_SEED_MAX)
-
-
-def check_seconds(value: Any, window: float, model: str, length: str = "") -> float:
-    """A clip length: a finite number in (0, window] of `model`. `length` says how it was asked for."""
-    seconds = float(_num(value, "seconds", "bad_seconds", -math.inf, math.inf))
-    if not 0 < seconds <= window + 1e-9:
-        raise RequestError(
-            "bad_seconds", f"seconds must be in (0, {window:.2f}] for {model}, got {length or f'{seconds:g}'}"
-        )
-    return seconds
 
 
 def _text(value: Any, name: str, code: str, limit: int) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidRequestError, ModelAccessError
-from ..request import check_seconds, check_seed, pick_seed
+from ..ranges import check_seconds, check_seed, pick_seed
 from . import quantize, sampling
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig

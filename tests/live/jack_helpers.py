@@ -122,6 +122,18 @@ class Recorder:
             with self.cond:
                 self.cond.wait(min(left, 0.1))
 
+    def silence(self, frames: int = 4800, threshold: float = 1e-4, timeout: float = 20.0) -> int:
+        """Waits until the last `frames` recorded are all below `threshold`; returns the position after them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.n
+            if n >= frames and onset(self.buf[n - frames : n], threshold) is None:
+                return n
+            left = deadline - time.monotonic()
+            assert left > 0, "the output did not fall silent"
+            with self.cond:
+                self.cond.wait(min(left, 0.1))
+
     def skipped(self, start: int, frames: int) -> list[int]:
         """JACK frame times where the recording of `frames` from `start` misses or repeats a period."""
         times = self.frame_times[start // self.period : (start + frames - 1) // self.period + 1]

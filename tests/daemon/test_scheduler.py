@@ -116,3 +116,52 @@ def test_a_seedless_trigger_finds_a_job_of_its_family():
     assert s.find_family("snare").key == "b" and s.find_family("hat") is None
     running = s.next()
     assert s.find_family("kick") is running
+
+
+def test_a_new_requester_revives_a_cancelled_running_job():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    job = s.next()
+    s.cancel("127.0.0.1", 1)
+    same, merged = s.submit("a", REQ, who(2))
+    assert merged and same is job and not job.cancelled  # the worker must not stop it now
+
+
+def test_a_job_requeued_again_and_again_stays_first():
+    s = Scheduler()
+    for i, k in enumerate("abcd"):
+        s.submit(k, REQ, who(i))
+    job = s.next()
+    for attempt in range(2, 6):  # its worker dies four times in a row
+        s.requeue(job)
+        assert [j.key for j in s.jobs()] == ["a", "b", "c", "d"]
+        assert s.next() is job and job.attempts == attempt
+
+
+def test_drain_returns_the_queue_in_order_and_keeps_the_running_job():
+    s = Scheduler()
+    s.submit("running", REQ, who(0))
+    running = s.next()
+    s.submit("late", REQ, who(1, priority=2))
+    s.submit("soon", REQ, who(2, priority=0))
+    s.submit("mid", REQ, who(3, priority=1))
+    assert [j.key for j in s.drain()] == ["soon", "mid", "late"]
+    assert len(s) == 0 and s.jobs() == [running] and s.drain() == []
+
+
+def test_finish_only_the_running_job():
+    s = Scheduler()
+    queued, _ = s.submit("a", REQ, who(1))
+    with pytest.raises(RuntimeError, match="not the running job"):
+        s.finish(queued)
+    s.finish(s.next())
+    assert s.running is None and s.next() is None
+
+
+def test_the_queue_holds_at_least_one_job():
+    with pytest.raises(ValueError, match="at least 1"):
+        Scheduler(max_queued=0)
+    s = Scheduler(max_queued=1)
+    s.submit("a", REQ, who(1))
+    with pytest.raises(Busy):
+        s.submit("b", REQ, who(2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import replace
 
@@ -117,6 +118,104 @@ def test_resolved_fills_model_defaults_then_daemon_defaults():
     assert (r.steps, r.cfg, r.sampler) == (3, 0.0, "euler")
 
 
+def test_what_the_request_says_wins_over_every_default():
+    # Values unlike both the model card's (8, 1.0, pingpong) and the daemon's defaults.
+    explicit = Request("kick", 1.0, 0, steps=5, cfg=2.5, sampler="dpmpp")
+    for defaults in (None, {"steps": 3, "cfg": 7.0, "sampler": "euler"}):
+        r = explicit.resolved(SMALL, defaults)
+        assert (r.steps, r.cfg, r.sampler) == (5, 2.5, "dpmpp")
+    assert Request("kick", 1.0, 0, cfg=0).resolved(SMALL, {"cfg": 7.0}).cfg == 0.0  # 0 is a value, not "unset"
+
+
+def _code(make) -> str:
+    with pytest.raises(RequestError) as err:
+        make()
+    return err.value.code
+
+
+# (field, the last value accepted, the first refused just outside it, code); bars and bpm come together.
+BOUNDS = [
+    ("steps", 1, 0, "bad_steps"),
+    ("steps", 1000, 1001, "bad_steps"),
+    ("variations", 1, 0, "bad_variations"),
+    ("variations", 16, 17, "bad_variations"),
+    ("seed", 0, -1, "bad_seed"),
+    ("seed", 2**31 - 1, 2**31, "bad_seed"),
+    ("cfg", 0, -0.001, "bad_cfg"),
+    ("cfg", 50, 50.001, "bad_cfg"),
+    ("seconds", 3600, 3600.001, "bad_seconds"),
+    ("bpm", 20, 19.99, "bad_bpm"),
+    ("bpm", 400, 400.01, "bad_bpm"),
+    ("bars", 256, 256.01, "bad_bars"),
+]
+
+
+@pytest.mark.parametrize(("name", "inside", "outside", "code"), BOUNDS)
+def test_each_range_is_closed_where_it_says(name, inside, outside, code):
+    base = {"prompt": "kick", "seconds": 1.0, "seed": 0}
+    if name in ("bars", "bpm"):
+        base.update(bars=1, bpm=120)
+    assert getattr(Request.from_dict({**base, name: inside}), name) == inside
+    assert _code(lambda: Request.from_dict({**base, name: outside})) == code
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"steps": 2.5}, "bad_steps"),
+        ({"variations": 1.5}, "bad_variations"),
+        ({"seed": True}, "bad_seed"),
+        ({"bars": 1}, "bad_bars"),  # bars without bpm
+        ({"bpm": 120}, "bad_bars"),  # bpm without bars
+        ({"priority": 7}, "bad_priority"),
+        ({"priority": 1.5}, "bad_priority"),
+        ({"export": 2}, "bad_export"),
+        ({"export": "mp3"}, "bad_export"),
+        ({"prompt": 5}, "bad_prompt"),
+        ({"prompt": "\t\n"}, "empty_prompt"),
+        ({"prompt": "x" * 1001}, "prompt_too_long"),
+        ({"negative": "x" * 1001}, "prompt_too_long"),
+        ({"sampler": 3}, "bad_sampler"),
+        ({"volume": 3}, "unknown_key"),
+    ],
+)
+def test_refused_fields_carry_their_code(fields, code):
+    assert _code(lambda: Request.from_dict({"prompt": "kick", "seconds": 1.0, "seed": 0, **fields})) == code
+
+
+def test_whole_numbers_arrive_as_int():
+    r = Request("kick", 1.0, 7.0, steps=4.0, variations=2.0)
+    assert (r.seed, r.steps, r.variations) == (7, 4, 2)
+    assert all(type(v) is int for v in (r.seed, r.steps, r.variations))
+    assert Request("kick", "1.5", "3").seconds == 1.5  # numeric strings (from JSON clients) are read
+
+
+@pytest.mark.parametrize(
+    ("given", "priority"), [("now", 0), ("prerender", 1), ("refill", 2), (0, 0), (1, 1), (2, 2), (2.0, 2)]
+)
+def test_priorities_by_name_or_number(given, priority):
+    assert Request("kick", 1.0, 0, priority=given).priority == priority
+
+
+@pytest.mark.parametrize(
+    ("given", "export"),
+    [(None, None), (0, "none"), (1, "default"), (False, "none"), (True, "default"), ("none", "none"),
+     ("default", "default"), ("flac", "flac"), ("wav16", "wav16")],
+)  # fmt: skip
+def test_export_flags_and_formats(given, export):
+    assert Request("kick", 1.0, 0, export=given).export == export
+
+
+def test_model_dependent_errors_carry_their_code():
+    assert _code(lambda: Request("kick", 1.0, 0, sampler="dpmpp-3m-sde").resolved(SMALL)) == "bad_sampler"
+    assert _code(lambda: Request("kick", 2.98, 0).resolved(SMALL)) == "bad_seconds"
+    assert Request("kick", 2.97, 0).resolved(SMALL).seconds == 2.97  # the whole window is allowed
+    assert _code(lambda: parse_osc(["kick", 1.0, "seed", 1, "steps"])) == "missing_value"
+    assert _code(lambda: parse_osc(["kick", 1.0, "seed", 1, 5])) == "bad_args"
+    assert _code(lambda: parse_osc(["kick", "drum"])) == "missing_seconds"
+    assert _code(lambda: parse_osc(["kick", 1.0, "seed", 1, "steps", 2, 3])) == "bad_args"
+
+
 def test_cache_key_changes_with_everything_that_changes_the_audio():
     base = Request("kick", 1.0, 5).resolved(SMALL)
     key = base.cache_key("fp0")
@@ -140,6 +239,22 @@ def test_family_key_ignores_only_the_seed():
     a = Request("kick", 1.0, 5).resolved(SMALL)
     assert a.family_key("fp") == replace(a, seed=9).family_key("fp")
     assert a.family_key("fp") != replace(a, seconds=2.0).family_key("fp")
+    assert a.family_key("fp") != a.family_key("fp2")  # another model's clips are another family
+    assert a.family_key("fp") != a.cache_key("fp")
+
+
+def test_stored_cache_keys_stay_the_same():
+    # Pinned on purpose: clips are stored under these keys, so a change here (the fields, their
+    # JSON form, the hash or its length) silently invalidates every user's cache. When the audio
+    # of an unchanged request really changes, bump POST_VERSION and update the values.
+    r = Request("kick drum", 1.5, 42, negative="noise").resolved(SMALL)
+    blob = (
+        '{"cfg":1.0,"model":"fp0","negative":"noise","post":"oneshot","prompt":"kick drum",'
+        '"sampler":"pingpong","seconds":1.5,"seed":42,"steps":8,"v":1}'
+    )
+    assert r.cache_key("fp0") == hashlib.sha256(blob.encode()).hexdigest()[:32] == "c509f33ca0b77ea65b8c88a050807d5d"
+    assert r.family_key("fp0") == "6948c2184b689a516cfca1c66386f192"
+    assert replace(r, bars=1.0, bpm=160.0).cache_key("fp0") != r.cache_key("fp0")  # "post": "loop"
 
 
 def test_cache_key_needs_a_resolved_request():

@@ -57,8 +57,9 @@ def test_full_queue_is_busy_but_merges_still_join():
     s = Scheduler(max_queued=2)
     s.submit("a", REQ, who(1))
     s.submit("b", REQ, who(2))
-    with pytest.raises(Busy, match="the queue is full \\(2 jobs waiting\\)"):
+    with pytest.raises(Busy, match="the queue is full \\(2 jobs waiting\\)") as err:
         s.submit("c", REQ, who(3))
+    assert err.value.code == "busy"  # the code clients see in /sao/error
     assert s.submit("a", REQ, who(4))[1]
 
 

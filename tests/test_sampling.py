@@ -161,7 +161,8 @@ class FixedNoise:
 
 
 def _asked_between_steps(noise: FixedNoise, sigmas) -> None:
-    pairs = [(float(np.float32(a)), float(np.float32(b))) for a, b in zip(sigmas, sigmas[1:]) if b > 0]
+    f32 = np.float32(sigmas).tolist()  # the sampler's own float32 sigmas
+    pairs = [(a, b) for a, b in zip(f32[:-1], f32[1:], strict=True) if b > 0]
     assert noise.asked == pairs  # every step but the last, from sigma_i to sigma_i+1
 
 

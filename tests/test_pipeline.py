@@ -191,9 +191,10 @@ def test_v_model_defaults_and_samplers(tiny_t5):
     assert steps[-1] == 100  # model-card default for SAO 1.0
     audio = {}
     for sampler in ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m"):
-        run = lambda seed, negative="noise", s=sampler: pipe.generate(  # noqa: E731
-            "pad", seconds=0.5, seed=seed, steps=6, sampler=s, negative_prompt=negative
-        ).audio
+
+        def run(seed, negative="noise", s=sampler):
+            return pipe.generate("pad", seconds=0.5, seed=seed, steps=6, sampler=s, negative_prompt=negative).audio
+
         audio[sampler] = run(1)
         assert audio[sampler].shape == (2, 22050) and np.isfinite(audio[sampler]).all()
         assert np.array_equal(run(1), audio[sampler])  # the SDE noise comes from the seed alone

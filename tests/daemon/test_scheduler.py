@@ -128,6 +128,22 @@ def test_a_new_requester_revives_a_cancelled_running_job():
     assert merged and same is job and not job.cancelled  # the worker must not stop it now
 
 
+def test_a_requeued_job_goes_before_one_lifted_while_it_ran():
+    s = Scheduler()
+    s.submit("old", REQ, who(1, priority=1))
+    s.submit("now", REQ, who(2, priority=0))
+    job = s.next()
+    assert job.key == "now" and not job.cancelled
+    s.submit("old", REQ, who(3, priority=0))  # lifted to "now", and it arrived first
+    s.requeue(job)
+    assert [j.key for j in s.jobs()] == ["now", "old"]
+
+
+def test_a_requester_that_says_only_where_wants_a_reply_now():
+    r = Requester("10.0.0.1", 9000, 7)
+    assert (r.priority, r.export, r.play) == (0, None, 0)
+
+
 def test_a_job_requeued_again_and_again_stays_first():
     s = Scheduler()
     for i, k in enumerate("abcd"):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import random
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import soundfile as sf
 
-from sao_live.request import PICKED_SEED_MAX, ModelInfo, Request, RequestError, parse_osc
+from sao_live.audio import write_audio
+from sao_live.request import (
+    EXPORT_FORMATS,
+    PICKED_SEED_MAX,
+    SEED_MAX,
+    ModelInfo,
+    Request,
+    RequestError,
+    is_number,
+    parse_osc,
+)
 
 SMALL = ModelInfo("tiny-random", "fp0", 2.97, 44100, "rf", 8, 1.0, "pingpong", ("pingpong", "euler", "dpmpp"))
 
@@ -176,6 +190,7 @@ def test_each_range_is_closed_where_it_says(name, inside, outside, code):
         ({"prompt": "x" * 1001}, "prompt_too_long"),
         ({"negative": "x" * 1001}, "prompt_too_long"),
         ({"sampler": 3}, "bad_sampler"),
+        ({"negative": 3}, "bad_negative"),
         ({"volume": 3}, "unknown_key"),
     ],
 )
@@ -254,7 +269,7 @@ def test_stored_cache_keys_stay_the_same():
     )
     assert r.cache_key("fp0") == hashlib.sha256(blob.encode()).hexdigest()[:32] == "c509f33ca0b77ea65b8c88a050807d5d"
     assert r.family_key("fp0") == "6948c2184b689a516cfca1c66386f192"
-    assert replace(r, bars=1.0, bpm=160.0).cache_key("fp0") != r.cache_key("fp0")  # "post": "loop"
+    assert replace(r, bars=1.0, bpm=160.0).cache_key("fp0") == "e40e2920b19de0d2b7c171e8552445f4"  # "post": "loop"
 
 
 def test_cache_key_needs_a_resolved_request():
@@ -267,3 +282,83 @@ def test_dict_round_trip():
     assert Request.from_dict(r.to_dict()) == r
     with pytest.raises(RequestError, match="unknown request fields"):
         Request.from_dict({**r.to_dict(), "volume": 3})
+
+
+def test_a_request_error_is_its_message_and_its_code():
+    err = RequestError("bad_thing", "what went wrong")
+    assert str(err) == "what went wrong" and err.code == "bad_thing"
+
+
+def test_model_info_from_json():
+    d = {**dataclasses.asdict(SMALL), "samplers": list(SMALL.samplers)}  # JSON has lists, not tuples
+    info = ModelInfo.from_dict(d)
+    assert info == SMALL and isinstance(info.samplers, tuple)
+
+
+def test_requests_are_values():
+    r = Request("kick", 1.0, 0)
+    for frozen in (r, SMALL):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            frozen.seed = 1
+    assert (r.negative, r.variations, r.priority, r.export, r.picked_seed) == ("", 1, 0, None, False)
+    picked = Request.create("kick", 1.0)
+    assert picked.picked_seed and picked == Request("kick", 1.0, picked.seed)  # who chose the seed is no part of it
+
+
+def test_picked_seeds_survive_float32_clients():
+    state = random.getstate()
+    try:
+        random.seed(11)
+        seeds = [Request.create("kick", 1.0, -1).seed for _ in range(300)]
+    finally:
+        random.setstate(state)
+    assert all(0 <= s <= PICKED_SEED_MAX for s in seeds) and max(seeds) > PICKED_SEED_MAX // 2
+    assert float(np.float32(PICKED_SEED_MAX)) == PICKED_SEED_MAX  # Pd sends every number as a float32
+
+
+def test_numbers_are_not_bools():
+    assert is_number(3) and is_number(2.5) and not is_number(True) and not is_number("3")
+    assert _code(lambda: Request("kick", 1.0, 0, priority=True)) == "bad_priority"
+
+
+def test_values_are_normalised_and_rounded():
+    r = Request("kick", 1.00004, 0, negative="  hiss\t\x00 noise ", cfg=2.00004)
+    assert (r.seconds, r.negative, r.cfg) == (1.0, "hiss noise", 2.0)
+    loop = Request("kick", 1.0, 0, bars="2", bpm=128.0004)
+    assert (loop.bars, loop.bpm) == (2.0, 128.0) and isinstance(loop.bars, float)
+    assert Request("x" * 1000, 1.0, 0).prompt == "x" * 1000  # the limit itself is allowed
+
+
+def test_from_osc_and_the_default_tempo():
+    atoms = ["loop", 0, "bars", 1, "seed", 3]
+    assert Request.from_osc(atoms) == parse_osc(atoms)[0]
+    assert Request.from_osc(atoms).seconds == parse_osc(atoms)[0].seconds == 2.0  # 1 bar at 120 bpm
+    assert Request.from_osc(atoms, bpm=60.0).seconds == 4.0
+
+
+def test_variations_step_the_seed_and_wrap():
+    r = Request("kick", 1.0, 5, variations=4)
+    assert [(v.seed, v.variations) for v in map(r.variation, range(3))] == [(5, 1), (6, 1), (7, 1)]
+    assert Request("kick", 1.0, SEED_MAX).variation(2).seed == 1  # wraps within the int32 seeds
+
+
+@pytest.mark.parametrize("missing", ["steps", "cfg", "sampler"])
+def test_cache_key_needs_every_resolved_field(missing):
+    r = replace(Request("kick", 1.0, 5).resolved(SMALL), **{missing: None})
+    with pytest.raises(ValueError, match="resolved"):
+        r.cache_key("fp")
+
+
+def test_a_word_after_the_pairs_is_not_a_missing_value():
+    assert _code(lambda: parse_osc(["kick", 1.0, "seed", 1, "bogus"])) == "bad_args"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "subtype"),
+    [("wav", "WAV", "PCM_24"), ("wav16", "WAV", "PCM_16"), ("wav32f", "WAV", "FLOAT"), ("flac", "FLAC", "PCM_24")],
+)
+def test_export_names_mean_their_file_format(tmp_path, name, fmt, subtype):
+    assert Request("kick", 1.0, 0, export=name).export == name
+    path = tmp_path / f"x.{EXPORT_FORMATS[name][0]}"
+    write_audio(path, np.zeros((2, 64), np.float32), 44100, *EXPORT_FORMATS[name])
+    assert (sf.info(path).format, sf.info(path).subtype) == (fmt, subtype)

@@ -92,6 +92,11 @@ def _nested(depth: int) -> bytes:
         (b"#bundle\x00" + bytes(8) + struct.pack(">i", 64) + b"/abc", "does not fit"),
         (b"#bundle\x00" + bytes(8) + struct.pack(">i", -4) + b"/abc", "does not fit"),
         (_nested(6), "nest at most 4 deep"),
+        (b"/a\x01\x00,\x00\x00\x00", "must be printable"),
+        (b"/x\x00\x00,b\x00\x00" + struct.pack(">i", 8) + b"abcd", "blob of 8 bytes"),  # 4 bytes short
+        (encode_bundle([]) + struct.pack(">i", 12) + b"/abc\x00\x00\x00\x00", "does not fit"),  # 4 bytes short
+        # A bundle element need not be a multiple of 4: this message's last string lacks its padding.
+        (encode_bundle([]) + struct.pack(">i", 11) + b"/x\x00\x00,s\x00\x00ab\x00" + b"\x00", "run past the end"),
     ],
 )
 def test_garbage_raises_oscerror_quoting_it(data, phrase):
@@ -186,3 +191,24 @@ def test_bundle_edges():
     with pytest.raises(OscError, match="cut short at byte 16"):
         decode(encode_bundle([]) + struct.pack(">i", len(inner)) + inner + b"\x00\x00")
     assert encode_bundle([], timetag=7)[8:16] == struct.pack(">Q", 7)
+
+
+def test_garbage_is_quoted_up_to_40_bytes():
+    with pytest.raises(OscError) as err:
+        decode(b"x" * 40)
+    assert str(err.value).endswith(repr(b"x" * 40))  # all of it, nothing left to elide
+    with pytest.raises(OscError) as err:
+        decode(b"y" * 44)
+    assert str(err.value).endswith(repr(b"y" * 40) + "...")
+
+
+def test_a_blob_may_end_the_datagram_exactly():
+    assert decode(b"/x\x00\x00,b\x00\x00" + struct.pack(">i", 4) + b"abcd") == [("/x", (b"abcd",))]
+
+
+def test_strings_that_are_not_utf8_are_replaced_not_refused():
+    assert decode(b"/x\x00\x00,s\x00\x00a\xffb\x00") == [("/x", ("a\ufffdb",))]
+
+
+def test_bundles_say_immediately_by_default():
+    assert encode_bundle([])[8:16] == struct.pack(">Q", 1)  # OSC's "now"

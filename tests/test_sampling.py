@@ -93,6 +93,8 @@ def test_polyexponential_schedule(rho):
     got = sampling.get_sigmas_polyexponential(7, 0.03, 80.0, rho)
     np.testing.assert_allclose(_np(got), [*expected, 0.0], rtol=2e-6, atol=0)
     assert got[0] == pytest.approx(80.0) and got[-2] == pytest.approx(0.03) and got[-1] == 0
+    if rho == 1.0:  # the default: geometric
+        assert torch.equal(sampling.get_sigmas_polyexponential(7, 0.03, 80.0), got)
 
 
 # ---------------------------------------------------------------- rectified flow
@@ -252,6 +254,7 @@ def test_brownian_increments_are_standard_normal_and_add_up():
     parts = noise(c, b) * (c - b).sqrt() + noise(b, a) * (b - a).sqrt()
     assert torch.allclose(whole, parts, atol=1e-4)
     assert torch.equal(sampling.BrownianNoise(x, 0.05, 10.0, seed=1)(c, b), w)
+    assert torch.allclose(noise(4.0, 1.2), w)  # plain floats are sigmas too
     assert not torch.allclose(sampling.BrownianNoise(x, 0.05, 10.0, seed=2)(c, b), w)
 
 

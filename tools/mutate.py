@@ -49,8 +49,143 @@ MODULES = {
     "loops": ("sao_live/live/loops.py", ["tests/live/test_mixer.py", "-k", "cut_loop"]),
 }
 
-# (file, stripped source line, change) -> why no test can tell the mutant from the original.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+# (file, stripped source line, change) -> why no test can tell the mutant from the original. An entry
+# covers every mutant with that line and change: on the `put(...)` lines below the first of the two
+# equal strings (the field set) is killed, the second (the name in the message) is the equivalent one.
+_SCHED, _REQ, _OSC, _SAMPLING = (f"sao_live/{m}.py" for m in ("daemon/scheduler", "request", "daemon/oscwire",
+                                                                "engine/sampling"))  # fmt: skip
+_IDENTITY = "jobs and requesters are compared with `is` and never hashed: a generated __eq__ changes nothing"
+_NO_FAMILY = "a job without a family is never looked up by family: find_family is asked for 32-hex family keys"
+_MESSAGE = "the name only appears in the error message; the code and the check are unchanged"
+_DEAD_SECONDS = "dead code: with bars, __post_init__ replaces seconds by bars * 240 / bpm before checking them"
+_ONES = "`ones` holds 1s: t * 1 == t / 1"
+_NUL_AT_0 = "find() gives 0 only for a NUL at byte 0, and no string starts there: an address starts with '/'"
+EQUIVALENT: dict[tuple[str, str, str], str] = {
+    (_SCHED, "@dataclass(eq=False)", "False -> True"): _IDENTITY,
+    (
+        _SCHED,
+        'family: str = ""  # the key without the seed: a seedless trigger may join any job of its family',
+        "'' -> 'XX'",
+    ): _NO_FAMILY,
+    (
+        _SCHED,
+        'def submit(self, key: str, request: Request, requester: Requester, family: str = "") -> tuple[Job, bool]:',
+        "'' -> 'XX'",
+    ): _NO_FAMILY,
+    (
+        _SCHED,
+        "def __init__(self, max_queued: int = 256):",
+        "256 -> 257",
+    ): "the daemon always passes its queue_size setting; the default is never used",
+    (
+        _REQ,
+        "PICKED_SEED_MAX = 2**24 - 1  # seeds the daemon picks survive float32 clients (Pd) exactly",
+        "1 -> 2",
+    ): "one pickable seed fewer out of 2^24: every pick is still float32-exact, and no test can see the top one",
+    (
+        _REQ,
+        "seed = random.randint(0, PICKED_SEED_MAX)",
+        "0 -> 1",
+    ): "seed 0 is no longer picked: one value in 2^24, not observable",
+    (
+        _REQ,
+        'raise RequestError(code, f"{name} must be a number, got {value!r}") from None',
+        "delete the statement",
+    ): "the string falls through to the next check, which raises the same code and message",
+    (
+        _REQ,
+        'for name in ("negative", "sampler"):',
+        "'negative' -> ''",
+    ): "the constructor then refuses a negative that is not a string, with the same code and message",
+    (
+        _REQ,
+        "if self.seconds > model.window_seconds + 1e-9:",
+        "> -> >=",
+    ): "seconds are rounded to 0.1 ms, so they never equal the window + 1e-9",
+    (_REQ, "return None", "delete the statement"): "falling off the end returns None too",
+    (
+        _REQ,
+        'if not "".join(words).strip():',
+        "'' -> 'XX'",
+    ): "joining with 'XX' only changes a prompt of several blank words, which the constructor then refuses "
+    "with the same code",
+    (
+        _REQ,
+        'raise RequestError("empty_prompt", f"prompt must not be empty, got {\' \'.join(words)!r}")',
+        "delete the statement",
+    ): "the constructor refuses the same prompts with the same code",
+    (
+        _REQ,
+        'raise RequestError("bad_seconds", f"seconds must be a number, got {atoms[i]!r}")',
+        "delete the statement",
+    ): "the constructor refuses the same value with the same code and message",
+    (
+        _REQ,
+        "for key, value in zip(rest[::2], rest[1::2], strict=True):",
+        "True -> False",
+    ): "the pairs were just checked to be even, so both slices have the same length",
+    (_REQ, "if seconds == 0:", "== -> !="): _DEAD_SECONDS,
+    (_REQ, "if seconds == 0:", "0 -> 1"): _DEAD_SECONDS,
+    (_REQ, "seconds = 1.0  # replaced by bars * 240 / bpm", "delete the statement"): _DEAD_SECONDS,
+    (_REQ, "seconds = 1.0  # replaced by bars * 240 / bpm", "1.0 -> 2.0"): _DEAD_SECONDS,
+    (
+        _SAMPLING,
+        "Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]",
+        "delete the statement",
+    ): "a type alias read only in annotations, which are never evaluated",
+    (
+        _SAMPLING,
+        "Callback = Callable[[dict], None] | None",
+        "delete the statement",
+    ): "a type alias read only in annotations, which are never evaluated",
+    (
+        _SAMPLING,
+        "def get_sigmas_rf(n: int, sigma_max: float = 1.0) -> torch.Tensor:",
+        "1.0 -> 2.0",
+    ): "sigma_max is clamped to 1 on the next line",
+    (_SAMPLING, "denoised = x - sigmas[i] * model(x, sigmas[i] * ones)", "* -> /"): _ONES,
+    (_SAMPLING, "v = model(x, sigmas[i] * ones)", "* -> /"): _ONES,
+    (_SAMPLING, "denoised = x - t * model(x, t * ones)", "* -> /"): _ONES,
+    (_SAMPLING, "denoised = denoiser(x, sigmas[i] * ones)", "* -> /"): _ONES,
+    (
+        _SAMPLING,
+        "lo, hi, sign = (sigma, sigma_next, 1) if sigma < sigma_next else (sigma_next, sigma, -1)",
+        "< -> <=",
+    ): "they differ only for an empty interval, which divides by zero either way",
+    (_SAMPLING, "return w * sign / (sigma_next - sigma).abs().sqrt()", "* -> /"): "sign is 1 or -1: w * s == w / s",
+    (
+        _SAMPLING,
+        "return int(torch.randint(0, 2**63 - 1, [], generator=generator).item())",
+        "1 -> 2",
+    ): "the tree's seed range is one smaller out of 2^63",
+    (_OSC, "if end < 0:", "< -> <="): _NUL_AT_0,
+    (_OSC, "if end < 0:", "0 -> 1"): _NUL_AT_0,
+    (_OSC, 'raw, pos = _string(data, 0, "address")', "'address' -> ''"): _MESSAGE,
+    (_OSC, 'raw, pos = _string(data, pos, "string")', "'string' -> ''"): _MESSAGE,
+    (
+        _OSC,
+        "if size <= 0 or pos + 4 + size > len(data):",
+        "0 -> 1",
+    ): "a 1-byte element is refused either way: as an element here, or as a message without its NUL",
+}
+for _line, _name in [
+    ('prompt = _text(self.prompt, "prompt", "bad_prompt", MAX_PROMPT_CHARS)', "prompt"),
+    ('put(self, "negative", _text(self.negative, "negative", "bad_negative", MAX_PROMPT_CHARS))', "negative"),
+    ('put(self, "bars", float(_num(self.bars, "bars", "bad_bars", 0, 256, lo_open=True)))', "bars"),
+    ('put(self, "bpm", round(float(_num(self.bpm, "bpm", "bad_bpm", 20, 400)), 3))', "bpm"),
+    (
+        'put(self, "seconds", round(float(_num(self.seconds, "seconds", "bad_seconds", 0, 3600, lo_open=True)), 4))',
+        "seconds",
+    ),
+    ('put(self, "seed", _num(self.seed, "seed", "bad_seed", 0, SEED_MAX, integer=True))', "seed"),
+    ('put(self, "steps", _num(self.steps, "steps", "bad_steps", 1, 1000, integer=True))', "steps"),
+    ('put(self, "cfg", round(float(_num(self.cfg, "cfg", "bad_cfg", 0, 50)), 4))', "cfg"),
+    (
+        'put(self, "variations", _num(self.variations, "variations", "bad_variations", 1, 16, integer=True))',
+        "variations",
+    ),
+]:  # the second of the two equal strings on each line: the name in the message (the first names the field)
+    EQUIVALENT[(_REQ, _line, f"{_name!r} -> ''")] = _MESSAGE
 
 _BINOPS = {
     ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Div,

@@ -200,6 +200,9 @@ def test_garbage_is_quoted_up_to_40_bytes():
     with pytest.raises(OscError) as err:
         decode(b"y" * 44)
     assert str(err.value).endswith(repr(b"y" * 40) + "...")
+    with pytest.raises(OscError) as err:  # 41 bytes of address: one past the quote
+        decode(b"/" + b"a" * 39 + b"\xff\x00\x00\x00")
+    assert str(err.value).endswith(repr(b"/" + b"a" * 39) + "...")
 
 
 def test_a_blob_may_end_the_datagram_exactly():

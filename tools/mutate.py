@@ -52,13 +52,16 @@ MODULES = {
 # (file, stripped source line, change) -> why no test can tell the mutant from the original. An entry
 # covers every mutant with that line and change: on the `put(...)` lines below the first of the two
 # equal strings (the field set) is killed, the second (the name in the message) is the equivalent one.
-_SCHED, _REQ, _OSC, _SAMPLING = (f"sao_live/{m}.py" for m in ("daemon/scheduler", "request", "daemon/oscwire",
-                                                                "engine/sampling"))  # fmt: skip
+_SCHED, _REQ, _OSC, _SAMPLING, _STORE = (
+    f"sao_live/{m}.py" for m in ("daemon/scheduler", "request", "daemon/oscwire", "engine/sampling", "daemon/store")
+)
 _IDENTITY = "jobs and requesters are compared with `is` and never hashed: a generated __eq__ changes nothing"
 _NO_FAMILY = "a job without a family is never looked up by family: find_family is asked for 32-hex family keys"
 _MESSAGE = "the name only appears in the error message; the code and the check are unchanged"
 _DEAD_SECONDS = "dead code: with bars, __post_init__ replaces seconds by bars * 240 / bpm before checking them"
 _ONES = "`ones` holds 1s: t * 1 == t / 1"
+_JUST_FOUND = "the file was just listed: only another process deleting it meanwhile would tell"
+_LOGGED = "only the log line changes: any size other than the one written drops the clip"
 _NUL_AT_0 = "find() gives 0 only for a NUL at byte 0, and no string starts there: an address starts with '/'"
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     (_SCHED, "@dataclass(eq=False)", "False -> True"): _IDENTITY,
@@ -167,6 +170,23 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "if size <= 0 or pos + 4 + size > len(data):",
         "0 -> 1",
     ): "a 1-byte element is refused either way: as an element here, or as a message without its NUL",
+    (_STORE, "pinned: bool = False", "False -> True"): "clips are always built from index rows, pinned included",
+    (_STORE, "@dataclass(frozen=True)", "True -> False"): "nothing assigns to a Clip",
+    (_STORE, "while block := f.read(1 << 20):", "1 -> 2"): "the block size does not change the hash",
+    (_STORE, "while block := f.read(1 << 20):", "20 -> 21"): "the block size does not change the hash",
+    (
+        _STORE,
+        'self._db = sqlite3.connect(self.root / "index.sqlite3", timeout=10, check_same_thread=False)',
+        "10 -> 11",
+    ): "the lock timeout matters only while another process writes the index",
+    (_STORE, "path.unlink(missing_ok=True)", "True -> False"): _JUST_FOUND,
+    (_STORE, "Path(what).unlink(missing_ok=True)", "True -> False"): _JUST_FOUND,
+    (_STORE, "if partials or orphans:", "or -> and"): "it only decides whether to log",
+    (_STORE, "size = -1", "drop -"): _LOGGED,
+    (_STORE, "size = -1", "1 -> 2"): _LOGGED,
+    (_STORE, 'problem = "is missing" if size < 0 else f"has {size} bytes instead of {clip.bytes}"', "< -> <="): _LOGGED,
+    (_STORE, 'problem = "is missing" if size < 0 else f"has {size} bytes instead of {clip.bytes}"', "0 -> 1"): _LOGGED,
+    (_STORE, "return []", "delete the statement"): "the loop below then stops at once and returns [] too",
 }
 for _line, _name in [
     ('prompt = _text(self.prompt, "prompt", "bad_prompt", MAX_PROMPT_CHARS)', "prompt"),

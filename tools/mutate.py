@@ -411,6 +411,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=list(MODULES), help=f"some of {', '.join(MODULES)}")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    parser.add_argument("--lines", help="only the mutants on these lines, e.g. 26,35 (to re-check a few)")
     args = parser.parse_args()
     unknown = set(args.modules) - set(MODULES)
     if unknown:
@@ -437,6 +438,8 @@ def main() -> int:
     for name in args.modules:
         relpath, tests = MODULES[name]
         found = mutants(relpath)
+        if args.lines:
+            found = [m for m in found if m.line in {int(n) for n in args.lines.split(",")}]
         if args.list:
             for m in found:
                 print(f"{m.where}  {m.change}  | {m.source_line}")

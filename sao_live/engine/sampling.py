@@ -118,7 +118,6 @@ class BrownianNoise:
     def __init__(self, x: torch.Tensor, sigma_min, sigma_max, seed: int):
         import torchsde  # only the SDE samplers need it
 
-        self.t0, self.t1 = float(sigma_min), float(sigma_max)
         self.tree = torchsde.BrownianTree(
             torch.as_tensor(sigma_min), torch.zeros_like(x), torch.as_tensor(sigma_max), entropy=seed
         )

@@ -92,6 +92,11 @@ def _nested(depth: int) -> bytes:
         (b"#bundle\x00" + bytes(8) + struct.pack(">i", 64) + b"/abc", "does not fit"),
         (b"#bundle\x00" + bytes(8) + struct.pack(">i", -4) + b"/abc", "does not fit"),
         (_nested(6), "nest at most 4 deep"),
+        (b"/a\x01\x00,\x00\x00\x00", "must be printable"),
+        (b"/x\x00\x00,b\x00\x00" + struct.pack(">i", 8) + b"abcd", "blob of 8 bytes"),  # 4 bytes short
+        (encode_bundle([]) + struct.pack(">i", 12) + b"/abc\x00\x00\x00\x00", "does not fit"),  # 4 bytes short
+        # A bundle element need not be a multiple of 4: this message's last string lacks its padding.
+        (encode_bundle([]) + struct.pack(">i", 11) + b"/x\x00\x00,s\x00\x00ab\x00" + b"\x00", "run past the end"),
     ],
 )
 def test_garbage_raises_oscerror_quoting_it(data, phrase):
@@ -104,3 +109,109 @@ def test_garbage_raises_oscerror_quoting_it(data, phrase):
 def test_encode_refuses_what_osc_cannot_carry():
     with pytest.raises(TypeError, match="cannot send dict"):
         encode("/x", {})
+
+
+def _padded(raw: bytes) -> bytes:
+    """An OSC string: the bytes, a NUL, then NULs up to a multiple of 4 (written out from OSC 1.0)."""
+    return raw + b"\x00" * (4 - len(raw) % 4)
+
+
+@pytest.mark.parametrize("length", range(9))  # every length mod 4, twice
+def test_strings_of_every_length_are_padded_to_four_bytes(length):
+    text = "abcdefgh"[:length]
+    data = encode("/x", text, 7)
+    assert data == b"/x\x00\x00" + b",si\x00" + _padded(text.encode()) + struct.pack(">i", 7)
+    assert decode(data) == [("/x", (text, 7))]
+    address = "/" + "a" * length  # the address string too
+    assert decode(_padded(address.encode()) + b",i\x00\x00" + struct.pack(">i", 7)) == [(address, (7,))]
+
+
+@pytest.mark.parametrize("size", range(6))
+def test_blobs_of_every_size_including_empty(size):
+    blob = bytes(range(1, size + 1))
+    data = encode("/x", blob, 7)
+    assert data == b"/x\x00\x00,bi\x00" + struct.pack(">i", size) + blob + bytes(-size % 4) + struct.pack(">i", 7)
+    assert decode(data) == [("/x", (blob, 7))]
+
+
+@pytest.mark.parametrize(
+    ("value", "tag", "body"),
+    [
+        (0, b"i", struct.pack(">i", 0)),
+        (2**31 - 1, b"i", struct.pack(">i", 2**31 - 1)),
+        (-(2**31), b"i", struct.pack(">i", -(2**31))),
+        (2**31, b"h", struct.pack(">q", 2**31)),
+        (-(2**31) - 1, b"h", struct.pack(">q", -(2**31) - 1)),
+        (0.5, b"f", struct.pack(">f", 0.5)),
+        (True, b"T", b""),
+        (False, b"F", b""),
+        (None, b"N", b""),
+    ],
+)
+def test_encode_writes_the_narrowest_osc_type(value, tag, body):
+    # int32 whenever it fits: Pd and Max read "i" but not always "h".
+    assert encode("/x", value) == b"/x\x00\x00," + tag + b"\x00\x00" + body
+    assert decode(encode("/x", value)) == [("/x", (value,))]
+
+
+def test_the_other_type_tags_decode():
+    data = (
+        b"/x\x00\x00" + _padded(b",tSIcrmdhF")
+        + struct.pack(">Q", 2**32 + 1)  # t: timetag
+        + _padded(b"sym")  # S: symbol
+        + struct.pack(">I", ord("A"))  # c: char
+        + struct.pack(">I", 0x11223344)  # r: RGBA
+        + bytes([0, 0x90, 60, 127])  # m: MIDI port, status, data
+        + struct.pack(">d", 0.1)
+        + struct.pack(">q", -5)
+    )  # fmt: skip
+    assert decode(data) == [("/x", (2**32 + 1, "sym", None, "A", 0x11223344, 0x00903C7F, 0.1, -5, False))]
+
+
+def test_a_message_without_type_tags_has_no_arguments():
+    assert decode(b"/sao/ping\x00\x00\x00") == [("/sao/ping", ())]
+    assert decode(b"/abc\x00\x00\x00\x00") == [("/abc", ())]
+
+
+@pytest.mark.parametrize(("depth", "ok"), [(4, True), (5, False)])
+def test_bundles_nest_at_most_four_deep(depth, ok):
+    if ok:
+        assert decode(_nested(depth)) == [("/x", ())]
+    else:
+        with pytest.raises(OscError, match="nest at most 4 deep"):
+            decode(_nested(depth))
+
+
+def test_bundle_edges():
+    assert decode(encode_bundle([])) == []  # just the header and the timetag
+    assert decode(encode_bundle([encode("/a", 1), encode("/b", "x")])) == [("/a", (1,)), ("/b", ("x",))]
+    with pytest.raises(OscError, match="element of 0 bytes"):
+        decode(encode_bundle([]) + struct.pack(">i", 0))
+    inner = encode_bundle([]) + b"\x00\x00"  # 18 bytes: its element size is cut short
+    with pytest.raises(OscError, match="cut short at byte 16"):
+        decode(encode_bundle([]) + struct.pack(">i", len(inner)) + inner + b"\x00\x00")
+    assert encode_bundle([], timetag=7)[8:16] == struct.pack(">Q", 7)
+
+
+def test_garbage_is_quoted_up_to_40_bytes():
+    with pytest.raises(OscError) as err:
+        decode(b"x" * 40)
+    assert str(err.value).endswith(repr(b"x" * 40))  # all of it, nothing left to elide
+    with pytest.raises(OscError) as err:
+        decode(b"y" * 44)
+    assert str(err.value).endswith(repr(b"y" * 40) + "...")
+    with pytest.raises(OscError) as err:  # 41 bytes of address: one past the quote
+        decode(b"/" + b"a" * 39 + b"\xff\x00\x00\x00")
+    assert str(err.value).endswith(repr(b"/" + b"a" * 39) + "...")
+
+
+def test_a_blob_may_end_the_datagram_exactly():
+    assert decode(b"/x\x00\x00,b\x00\x00" + struct.pack(">i", 4) + b"abcd") == [("/x", (b"abcd",))]
+
+
+def test_strings_that_are_not_utf8_are_replaced_not_refused():
+    assert decode(b"/x\x00\x00,s\x00\x00a\xffb\x00") == [("/x", ("a\ufffdb",))]
+
+
+def test_bundles_say_immediately_by_default():
+    assert encode_bundle([])[8:16] == struct.pack(">Q", 1)  # OSC's "now"

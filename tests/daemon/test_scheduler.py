@@ -57,8 +57,9 @@ def test_full_queue_is_busy_but_merges_still_join():
     s = Scheduler(max_queued=2)
     s.submit("a", REQ, who(1))
     s.submit("b", REQ, who(2))
-    with pytest.raises(Busy, match="the queue is full \\(2 jobs waiting\\)"):
+    with pytest.raises(Busy, match="the queue is full \\(2 jobs waiting\\)") as err:
         s.submit("c", REQ, who(3))
+    assert err.value.code == "busy"  # the code clients see in /sao/error
     assert s.submit("a", REQ, who(4))[1]
 
 
@@ -116,3 +117,68 @@ def test_a_seedless_trigger_finds_a_job_of_its_family():
     assert s.find_family("snare").key == "b" and s.find_family("hat") is None
     running = s.next()
     assert s.find_family("kick") is running
+
+
+def test_a_new_requester_revives_a_cancelled_running_job():
+    s = Scheduler()
+    s.submit("a", REQ, who(1))
+    job = s.next()
+    s.cancel("127.0.0.1", 1)
+    same, merged = s.submit("a", REQ, who(2))
+    assert merged and same is job and not job.cancelled  # the worker must not stop it now
+
+
+def test_a_requeued_job_goes_before_one_lifted_while_it_ran():
+    s = Scheduler()
+    s.submit("old", REQ, who(1, priority=1))
+    s.submit("now", REQ, who(2, priority=0))
+    job = s.next()
+    assert job.key == "now" and not job.cancelled
+    s.submit("old", REQ, who(3, priority=0))  # lifted to "now", and it arrived first
+    s.requeue(job)
+    assert [j.key for j in s.jobs()] == ["now", "old"]
+
+
+def test_a_requester_that_says_only_where_wants_a_reply_now():
+    r = Requester("10.0.0.1", 9000, 7)
+    assert (r.priority, r.export, r.play) == (0, None, 0)
+
+
+def test_a_job_requeued_again_and_again_stays_first():
+    s = Scheduler()
+    for i, k in enumerate("abcd"):
+        s.submit(k, REQ, who(i))
+    job = s.next()
+    for attempt in range(2, 6):  # its worker dies four times in a row
+        s.requeue(job)
+        assert [j.key for j in s.jobs()] == ["a", "b", "c", "d"]
+        assert s.next() is job and job.attempts == attempt
+
+
+def test_drain_returns_the_queue_in_order_and_keeps_the_running_job():
+    s = Scheduler()
+    s.submit("running", REQ, who(0))
+    running = s.next()
+    s.submit("late", REQ, who(1, priority=2))
+    s.submit("soon", REQ, who(2, priority=0))
+    s.submit("mid", REQ, who(3, priority=1))
+    assert [j.key for j in s.drain()] == ["soon", "mid", "late"]
+    assert len(s) == 0 and s.jobs() == [running] and s.drain() == []
+
+
+def test_finish_only_the_running_job():
+    s = Scheduler()
+    queued, _ = s.submit("a", REQ, who(1))
+    with pytest.raises(RuntimeError, match="not the running job"):
+        s.finish(queued)
+    s.finish(s.next())
+    assert s.running is None and s.next() is None
+
+
+def test_the_queue_holds_at_least_one_job():
+    with pytest.raises(ValueError, match="at least 1"):
+        Scheduler(max_queued=0)
+    s = Scheduler(max_queued=1)
+    s.submit("a", REQ, who(1))
+    with pytest.raises(Busy):
+        s.submit("b", REQ, who(2))

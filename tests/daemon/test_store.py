@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -119,3 +120,137 @@ def test_cache_command(tmp_path, store):
     clear = _cache(tmp_path, "clear")
     assert "removed 0 clips" in clear.stdout  # --fix already dropped the bad one
     assert "clips: 0" in _cache(tmp_path, "info").stdout
+
+
+def test_latest_of_a_family_is_the_most_recently_used_whole_clip(store):
+    a, b = put(store, "aa" + "6" * 30), put(store, "aa" + "7" * 30)  # both of family "fam-aa"
+    assert store.latest("fam-aa").key == b.key and store.latest("fam-bb") is None
+    time.sleep(0.01)  # distinct last-used times (the clock, not synchronisation)
+    store.touch(a.key)
+    assert store.latest("fam-aa").key == a.key and store.clips()[0].key == a.key
+    a.path.unlink()  # the newest is gone: the next one stands in
+    assert store.latest("fam-aa").key == b.key and store.get(a.key) is None
+
+
+def test_adding_a_clip_ends_its_journal_entry(store):
+    store.journal_put("aa" + "8" * 30, {"prompt": "a"}, [])
+    store.journal_put("bb" + "8" * 30, {"prompt": "b"}, [])
+    put(store, "aa" + "8" * 30)
+    assert [k for k, _, _ in store.journal()] == ["bb" + "8" * 30]
+
+
+def test_exports_are_remembered_per_folder_while_the_file_is_there(store, tmp_path):
+    clip = put(store, "aa" + "9" * 30)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    out = folder / "kick.wav"
+    out.write_bytes(b"RIFF")
+    store.add_export(clip.key, "wav", out)
+    assert store.exported(clip.key, "wav", folder) == out
+    assert store.exported(clip.key, "flac", folder) is None and store.exported(clip.key, "wav", tmp_path) is None
+    out.unlink()
+    assert store.exported(clip.key, "wav", folder) is None
+    out.write_bytes(b"RIFF")
+    store.remove(clip.key)  # a removed clip forgets its exports
+    assert store.exported(clip.key, "wav", folder) is None
+
+
+def test_last_use_is_written_on_close(tmp_path):
+    store = ClipStore(tmp_path / "c").open()
+    first, second = put(store, "aa" + "a" * 30), put(store, "bb" + "a" * 30)
+    time.sleep(0.01)
+    store.touch(first.key)
+    store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        store.stats()
+    store.close()  # twice is fine
+    again = ClipStore(tmp_path / "c").open()
+    assert [c.key for c in again.clips()] == [first.key, second.key]  # most recently used first
+    again.close()
+
+
+def test_clear_and_stats(store):
+    clips = [put(store, f"{i:02d}" + "b" * 30) for i in range(3)]
+    assert store.stats() == (3, sum(c.bytes for c in clips))
+    assert store.clear() == 3 and store.stats() == (0, 0) and not any(c.path.exists() for c in clips)
+
+
+def test_verify_reports_missing_and_resized_files(store):
+    gone, short = put(store, "aa" + "c" * 30), put(store, "bb" + "c" * 30)
+    gone.path.unlink()
+    with open(short.path, "r+b") as f:
+        f.truncate(100)
+    assert dict(store.verify()) == {gone.key: "file missing", short.key: f"size 100 instead of {short.bytes}"}
+    assert len(store.clips()) == 2  # without fix nothing changes
+    store.verify(fix=True)
+    assert store.clips() == [] and store.verify() == []
+
+
+def test_eviction_stops_at_the_limit_and_spares_pinned_and_protected(tmp_path):
+    store = ClipStore(tmp_path / "e").open()
+    clips = [put(store, f"{i:02d}" + "d" * 30) for i in range(3)]
+    size = clips[0].bytes
+    store.max_bytes = 3 * size  # exactly full: nothing goes
+    assert store.evict() == []
+    store.max_bytes = 2 * size
+    assert store.evict(protect={clips[0].key}) == [clips[1].key]  # the oldest but protected one stays
+    store.db.execute("UPDATE clips SET pinned = 1 WHERE key = ?", (clips[0].key,))
+    store.max_bytes = size
+    assert store.evict() == [clips[2].key] and [c.key for c in store.clips()] == [clips[0].key]
+    assert ClipStore(tmp_path / "x", max_bytes=0).max_bytes is None  # 0: no limit
+    store.close()
+
+
+def test_the_store_layout_and_settings(tmp_path):
+    store = ClipStore(tmp_path / "s")
+    with pytest.raises(RuntimeError, match="not open"):
+        store.stats()
+    store.open()
+    try:
+        assert (tmp_path / "s" / "clips").is_dir() and store.get("nope") is None
+        assert store.clip_path("abcdef") == tmp_path / "s" / "clips" / "ab" / "abcdef.wav"
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # readers never block the writer
+        assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        result = []
+        worker = threading.Thread(target=lambda: result.append(store.stats()))  # the daemon's IO thread
+        worker.start()
+        worker.join()
+        assert result == [(0, 0)]
+    finally:
+        store.close()
+
+
+def test_a_clip_made_again_is_used_now(store):
+    key = "aa" + "e" * 30
+    put(store, key)
+    time.sleep(0.01)
+    store.touch(key)
+    store.flush()
+    time.sleep(0.01)
+    now = time.time()
+    assert put(store, key).last_used >= now  # an old touch does not stick to the new clip
+    store.touch(key)
+    store.remove(key)
+    time.sleep(0.01)
+    now = time.time()
+    assert put(store, key).last_used >= now
+
+
+def test_a_new_clip_is_kept_even_past_the_limit(tmp_path):
+    store = ClipStore(tmp_path / "n").open()
+    old = put(store, "aa" + "f" * 30)
+    store.max_bytes = old.bytes // 2  # not even one clip fits
+    new = put(store, "bb" + "f" * 30)
+    assert new is not None and [c.key for c in store.clips()] == [new.key]
+    store.close()
+
+
+def test_recover_knows_partials_by_their_name(store):
+    folder = store.root / "clips" / "aa"
+    folder.mkdir(parents=True)
+    kept = [folder / "notes.part", folder / ".hidden.txt", folder / "readme.txt"]
+    for path in [*kept, folder / ".aa1.wav.x.part"]:
+        path.write_bytes(b"x")
+    assert store.recover() == (1, 0)
+    assert all(p.exists() for p in kept)
+    assert store.recover() == (0, 0)

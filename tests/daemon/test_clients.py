@@ -6,9 +6,7 @@ oscdump (or Pd's [netreceive]) listens.
 
 from __future__ import annotations
 
-import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
@@ -18,12 +16,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-# On a developer machine without the tools these tests skip; in CI (.ci/run installs them) a
-# missing tool is a failure, so the skip can never hide a broken client path there.
-_TOOLS_MISSING = not (shutil.which("oscsend") and shutil.which("oscdump") and shutil.which("pd"))
-if _TOOLS_MISSING and os.environ.get("CI"):
-    raise RuntimeError("CI needs liblo-tools and puredata-core: oscsend, oscdump or pd is missing")
-pytestmark = pytest.mark.skipif(_TOOLS_MISSING, reason="needs liblo-tools and puredata-core (apt)")
+from ..needs import need
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clients_installed():
+    need("talking to real OSC clients (apt-get install liblo-tools puredata-core)", tools=["oscsend", "oscdump", "pd"])
 
 
 class Lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -164,11 +165,21 @@ def test_cancel_running_and_queued(client):
     assert client.wait_reply("nobody")[1][1] == "unknown_id"
 
 
-def test_status_and_info(client):
+def test_status_and_info(shared_daemon, client):
+    assert client.request("/sao/gen", "s", unique("status"), 0.25, "steps", 2, "export", 0)[0] == "/sao/done"
     client.send("/sao/status")
     ready, queued, running, clips, cache_mb, pid, audio, *_ = client.wait_for("/sao/status")
     assert audio == 0  # audio_device = "none": the daemon runs export-only and says so
-    assert ready == 1 and queued >= 0 and running in (0, 1) and clips >= 0 and cache_mb >= 0 and pid > 0
+    assert ready == 1 and queued == 0 and running in (0, 1)  # the test before cancelled everything
+    assert pid in shared_daemon.children() and pid != shared_daemon.proc.pid  # the worker's
+    # The clip count and size are the store's, read here from its index on disk.
+    index = sqlite3.connect(f"file:{shared_daemon.cache_dir / 'index.sqlite3'}?mode=ro", uri=True)
+    try:
+        count, size = index.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM clips").fetchone()
+    finally:
+        index.close()
+    assert count > 0 and clips == count
+    assert cache_mb == pytest.approx(round(size / 2**20, 3), rel=1e-6)  # MB, rounded, sent as a float32
     client.send("/sao/info")
     assert client.wait_for("/sao/info/end") == (protocol.VERSION, len(protocol.PROTOCOL))
     rows = client.of("/sao/info")

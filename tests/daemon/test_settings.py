@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sao_live.daemon.settings import Settings, SettingsError
@@ -124,5 +125,9 @@ def test_int8_flag_reaches_the_worker(tmp_path, tiny_t5):
             daemon.stop()
         assert kind == "/sao/done", args
         audio[flag] = sf.read(args[1], dtype="float32")[0]
-    assert audio["--int8"].shape == audio["--no-int8"].shape
-    assert not (audio["--int8"] == audio["--no-int8"]).all()
+    a, b = audio["--int8"], audio["--no-int8"]
+    assert a.shape == b.shape and np.isfinite(a).all() and np.isfinite(b).all()
+    # int8 weights move the audio (the random tiny model amplifies a few percent per DiT call to
+    # about 0.3 here) but keep it the same sound: two unrelated clips differ by about sqrt(2).
+    rel = float(np.linalg.norm(a - b) / np.linalg.norm(b))
+    assert 0.01 < rel < 1.0, rel

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 from ..daemon.daemon_helpers import DaemonProcess
+from ..needs import need
 from .jack_helpers import JackServer, Recorder
 
 SET_TEXT = """
@@ -51,8 +51,7 @@ prompt = "other bank"
 
 @pytest.fixture(scope="session")
 def jack_server():
-    if shutil.which("jackd") is None:
-        pytest.skip("jackd2 is not installed (apt-get install jackd2)")
+    need("the live suite (apt-get install jackd2)", tools=["jackd"])
     server = JackServer(f"saotest{os.getpid()}")
     yield server
     server.stop()

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from ..daemon.daemon_helpers import riff_chunks
+from ..needs import need
 from .jack_helpers import onset
 
 RATE = 48000
@@ -172,19 +173,10 @@ def test_stolen_voices_are_counted(live):
 def test_link_peer_sets_the_daemon_tempo(tmp_path, tiny_t5):
     """Daemon and peer share a network namespace of their own (unshare -n): no packet leaves the machine."""
     import json
-    import shutil
 
-    missing = [what for what, ok in (("unshare", shutil.which("unshare")), ("ip", shutil.which("ip"))) if not ok]
-    if not missing and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
-        missing.append("permission for unshare -n (root or CAP_SYS_ADMIN)")
-    try:
-        import aalink  # noqa: F401
-    except ImportError:
-        missing.append("aalink (pip install sao-live[link])")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Link test needs {', '.join(missing)}")
-        pytest.skip(f"the Link test needs {', '.join(missing)}")
+    need("the Link test (pip install sao-live[link])", tools=["unshare", "ip"], modules=["aalink"])
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        need("the Link test", problems=["permission for unshare -n (root or CAP_SYS_ADMIN)"])
     root = Path(__file__).resolve().parents[2]
     script = f'ip link set lo up && exec "{sys.executable}" -m tests.live.link_session "{tmp_path}" "{tiny_t5}"'
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(root))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
@@ -13,6 +12,7 @@ import soxr
 
 from sao_live.live.sets import SetError, load_set
 
+from ..needs import need
 from .jack_helpers import best_lag, onset
 
 RATE = 48000
@@ -23,8 +23,17 @@ def clip_of(daemon, client, prompt_id, seconds=0.5):
     addr, args = client.request("/sao/gen", prompt_id, f"clip {prompt_id}", seconds, "steps", 2, "export", 0)
     assert addr == "/sao/done", args
     audio, sr = sf.read(args[1], dtype="float32", always_2d=True)
-    time.sleep(0)  # the take is prepared on the daemon's thread right after /sao/done
     return soxr.resample(audio, sr, RATE, quality="HQ")
+
+
+def wait_playable(client, prompt_id, gain):
+    """Plays `prompt_id` until it plays: its take is prepared on the daemon's thread after /sao/done."""
+    for _ in range(50):
+        client.send("/sao/play", prompt_id, gain)
+        if client.wait_reply(prompt_id, ("/sao/playing", "/sao/error"), timeout=10)[0] == "/sao/playing":
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{prompt_id} never became playable")
 
 
 def play_and_record(client, recorder, address, *args, frames=RATE):
@@ -37,12 +46,7 @@ def play_and_record(client, recorder, address, *args, frames=RATE):
 def test_played_clip_is_the_clip(live_daemon, live, recorder):
     ref = clip_of(live_daemon, live, "c1")
     gain = float(0.5 / np.abs(ref).max())  # below the limiter's ceiling: the mix is linear
-    for _ in range(50):  # the take is loaded a moment after /sao/done
-        live.send("/sao/play", "c1", gain)
-        addr, args = live.wait_reply("c1", ("/sao/playing", "/sao/error"), timeout=10)
-        if addr == "/sao/playing":
-            break
-        time.sleep(0.02)
+    wait_playable(live, "c1", gain)
     live.send("/sao/stop", "all")
     time.sleep(0.05)
     reply, rec = play_and_record(live, recorder, "/sao/play", "c1", float(gain))
@@ -53,9 +57,8 @@ def test_played_clip_is_the_clip(live_daemon, live, recorder):
 
 def test_polyphony_sums(live_daemon, live, recorder):
     ref = clip_of(live_daemon, live, "c2")
-    gain = float(0.2 / np.abs(ref).max())
-    live.send("/sao/play", "c2", float(gain))
-    live.wait_reply("c2", ("/sao/playing", "/sao/error"))
+    gain = float(0.2 / np.abs(ref).max())  # two copies stay below the limiter's ceiling: the mix is linear
+    wait_playable(live, "c2", gain)
     live.send("/sao/stop", "all")
     time.sleep(0.05)
     mark = recorder.mark()
@@ -64,10 +67,15 @@ def test_polyphony_sums(live_daemon, live, recorder):
     for _ in range(2):
         assert live.wait_reply("c2", ("/sao/playing", "/sao/error"))[0] == "/sao/playing"
     rec = recorder.wait(RATE, mark)
-    lag, corr = best_lag(rec, ref)
-    # both in the same period: twice the clip; else the two copies are distinct
-    peak = np.abs(rec).max()
-    assert corr > 0.7 and peak > 1.2 * gain * np.abs(ref).max(), (corr, peak)
+    # Two copies of the clip at its gain, started in the same period (one copy at twice the level)
+    # or a few periods apart: find one, take it away, find the other, and the rest is silence.
+    first, _ = best_lag(rec, ref)
+    rest = rec.copy()
+    rest[first : first + len(ref)] -= gain * ref
+    second, corr = best_lag(rest, ref)
+    assert corr > 0.99 and abs(second - first) < RATE // 20, (first, second, corr)
+    rest[second : second + len(ref)] -= gain * ref
+    assert np.abs(rest).max() < 4e-3, np.abs(rest).max()
 
 
 def test_choke_stops_the_other_voice_with_a_fade(live, recorder):
@@ -108,7 +116,11 @@ def test_status_reports_the_player(live):
     status = live.wait_for("/sao/status", timeout=10)
     audio, voices, underruns, errors, bpm, set_name, bank, stolen = status[6:]
     assert audio == 1 and errors == 0 and set_name == "test-set" and bpm == 120.0 and bank == 0
-    assert underruns >= 0  # counted; the benchmark measures them under load
+    assert isinstance(underruns, int) and isinstance(stolen, int)
+    time.sleep(0.2)
+    live.send("/sao/status")
+    later = live.wait_for("/sao/status", timeout=10)[8]
+    assert underruns <= later  # counters since the start: they never go back (the benchmark measures them)
 
 
 def test_unknown_pad_and_bank_switch(live):
@@ -127,8 +139,12 @@ def test_pool_plays_a_new_take_then_the_nearest(live):
     for _ in range(3):
         live.send("/sao/pad/6", 1.0)
         seeds.append(live.wait_for("/sao/playing", timeout=10))
-    assert seeds[0][2] != seeds[1][2]  # two variations: two different takes
-    assert {s[3] for s in seeds} <= {0, 1}
+    assert seeds[0][2] != seeds[1][2] and [s[3] for s in seeds[:2]] == [0, 0]  # two variations: two takes
+    # The third is a fresh take from the refilled pool (nearest 0, a seed not played yet), or, when
+    # the refill is not ready, the take played last again (nearest 1, its seed).
+    third = seeds[2]
+    assert (third[3], third[2] in {seeds[0][2], seeds[1][2]}) in [(0, False), (1, True)], seeds
+    assert third[3] == 0 or third[2] == seeds[1][2], seeds
 
 
 def test_broken_set_is_rejected_with_its_line_and_the_running_one_stays(live_daemon, live, tmp_path):
@@ -144,8 +160,22 @@ def test_broken_set_is_rejected_with_its_line_and_the_running_one_stays(live_dae
     assert live.wait_for("/sao/status", timeout=10)[11] == "test-set"
 
 
-@pytest.mark.skipif(shutil.which("jack_midiseq") is None, reason="jackd2's jack_midiseq is missing")
+def pad_sound(live, recorder, pad: int, gain: float, frames: int = RATE // 2) -> np.ndarray:
+    """What pad `pad` sounds like at `gain` (through the same mixer and limiter), from its onset."""
+    live.send("/sao/stop", "all")
+    time.sleep(0.1)
+    _, rec = play_and_record(live, recorder, "/sao/play", f"pad{pad}", gain, frames=frames + RATE // 2)
+    live.send("/sao/stop", "all")
+    time.sleep(0.1)
+    start = onset(rec)
+    assert start is not None and start + frames <= len(rec), start
+    return rec[start : start + frames]
+
+
 def test_midi_notes_from_jack_midiseq_play_pads(live, recorder):
+    need("MIDI from another JACK client (apt-get install jackd2)", tools=["jack_midiseq", "jack_connect"])
+    # Pad 1's sound at jack_midiseq's velocity (64), and another pad's, to tell them apart.
+    kick, other = pad_sound(live, recorder, 1, 64 / 127, RATE // 4), pad_sound(live, recorder, 2, 64 / 127, RATE // 4)
     # jack_midiseq NAME LOOP_FRAMES START NOTE LENGTH: note 36 (pad 1) at the start of every 0.5 s
     seq = subprocess.Popen(["jack_midiseq", "sao-test-seq", str(RATE // 2), "0", "36", "2400"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -165,7 +195,10 @@ def test_midi_notes_from_jack_midiseq_play_pads(live, recorder):
         else:
             pytest.fail("could not connect jack_midiseq to sao-live")
         rec = recorder.wait(RATE, recorder.mark())
-        assert np.abs(silent).max() < 1e-4 and np.abs(rec).max() > 0.01
+        assert np.abs(silent).max() < 1e-4
+        lag, corr = best_lag(rec, kick)
+        assert corr > 0.95 and best_lag(rec, other)[1] < corr - 0.1, (corr, best_lag(rec, other)[1])
+        np.testing.assert_allclose(rec[lag : lag + len(kick)], kick, atol=0.05 * np.abs(kick).max())
     finally:
         seq.terminate()
         seq.wait(5)
@@ -174,6 +207,7 @@ def test_midi_notes_from_jack_midiseq_play_pads(live, recorder):
 def test_midi_from_a_second_rtmidi_client(live, recorder):
     import mido
 
+    gate, other = pad_sound(live, recorder, 4, 100 / 127, RATE // 4), pad_sound(live, recorder, 1, 100 / 127, RATE // 4)
     backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
     names = [n for n in backend.get_output_names() if n.startswith("sao-live")]
     assert names, backend.get_output_names()
@@ -186,5 +220,8 @@ def test_midi_from_a_second_rtmidi_client(live, recorder):
         out.send(mido.Message("note_off", note=39))
         time.sleep(0.2)
         after = recorder.wait(RATE // 4, recorder.mark())
-    assert np.abs(held).max() > 0.01
+    # Pad 4's sound at velocity 100 (velocity curve 1: gain 100/127), not any sound.
+    lag, corr = best_lag(held, gate)
+    assert corr > 0.95 and best_lag(held, other)[1] < corr - 0.1, (corr, best_lag(held, other)[1])
+    np.testing.assert_allclose(held[lag : lag + len(gate)], gate, atol=0.05 * np.abs(gate).max())
     assert np.abs(after).max() < 1e-4  # the gate voice ended on note-off (2.5 s clip)

@@ -19,104 +19,48 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sao_live.daemon.oscwire import decode, encode  # noqa: E402
+from sao_live.testing.daemon import Client, DaemonProcess  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def client_socket(daemon_port: int) -> socket.socket:
-    """A socket the daemon answers to (`/sao/hello 0`)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(10)
-    sock.sendto(encode("/sao/hello", 0), ("127.0.0.1", daemon_port))
-    while decode(sock.recv(65536))[0][0] != "/sao/ready":
-        pass
-    return sock
-
-
-def wait_for(sock: socket.socket, address: str, id=None, timeout: float = 60.0) -> tuple:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            break
-        for addr, args in decode(data):
-            if addr == address and (id is None or args[0] == id):
-                return args
-            if addr == "/sao/error" and args[0] == id:
-                raise RuntimeError(f"/sao/error {args}")
-    raise TimeoutError(f"no {address} for {id!r}")
-
-
-def trigger_latencies(port: int, count: int, request: tuple) -> list[float]:
-    sock = client_socket(port)
+def trigger_latencies(client: Client, count: int, request: tuple) -> list[float]:
     out = []
     for i in range(count):
+        mark = client.mark()
         t0 = time.perf_counter()
-        sock.sendto(encode("/sao/trigger", i, *request), ("127.0.0.1", port))
-        wait_for(sock, "/sao/done", i, timeout=10)
+        client.send("/sao/trigger", i, *request)
+        address, args = client.wait_reply(i, timeout=10, since=mark)
         out.append((time.perf_counter() - t0) * 1000)
-    sock.close()
+        if address != "/sao/done":
+            raise RuntimeError(f"{address} {args}")
     return out
 
 
 def _load_client(port: int, rate: float, duration: float, request: tuple, start_at: float, queue) -> None:
     """One client process: `rate` triggers a second, paced on the clock; counts the /sao/done replies."""
-    sock = client_socket(port)
-    sock.setblocking(False)
+    client = Client(port)
     total = int(rate * duration)
-    answered: set[int] = set()
-    errors = 0
-
-    def drain() -> None:
-        nonlocal errors
-        while True:
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                return
-            for addr, args in decode(data):
-                if addr == "/sao/done":
-                    answered.add(args[0])
-                elif addr == "/sao/error":
-                    errors += 1
-
     while time.time() < start_at:
         time.sleep(0.001)
     t0 = time.perf_counter()
     for i in range(total):
         due = t0 + i / rate
         while (now := time.perf_counter()) < due:
-            drain()
             if due - now > 0.002:
                 time.sleep(0.001)
-        sock.sendto(encode("/sao/trigger", i, *request), ("127.0.0.1", port))
+        client.send("/sao/trigger", i, *request)
     send_time = time.perf_counter() - t0
     deadline = time.perf_counter() + 10
-    while len(answered) < total and time.perf_counter() < deadline:
-        drain()
-        time.sleep(0.005)
-    queue.put(dict(sent=total, answered=len(answered), errors=errors, send_seconds=send_time))
-    sock.close()
+    while len(answered := {a[0] for a in client.of("/sao/done")}) < total and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    queue.put(dict(sent=total, answered=len(answered), errors=len(client.of("/sao/error")), send_seconds=send_time))
+    client.close()
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -141,51 +85,35 @@ def main() -> int:
     args = p.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="sao-daemon-bench-"))
-    port, reply_port = free_port(), free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "sao_live.cli",
-        "serve",
-        "--model",
-        args.model,
-        "--osc-port",
-        str(port),
-        "--reply-port",
-        str(reply_port),
-        "--cache-dir",
-        str(root / "cache"),
-    ]
-    if args.text_encoder:
-        cmd += ["--text-encoder", args.text_encoder]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", XDG_CONFIG_HOME=str(root / "config"))
-    ready_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    ready_sock.bind(("127.0.0.1", reply_port))
-    t0 = time.perf_counter()
-    with open(root / "daemon.log", "w") as log:
-        daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    text_encoder = args.text_encoder
+    if text_encoder is None and args.model.startswith("tiny-random"):
+        from sao_live.engine.tiny import build_tiny_text_encoder
+
+        text_encoder = build_tiny_text_encoder(root / "t5")  # written before the clock starts
+    config = dict(audio_device="none", midi_in="none")
+    daemon = DaemonProcess(root / "d", text_encoder, config=config, export=False, model=args.model)
     results: dict = {"model": args.model}
     try:
-        wait_for(ready_sock, "/sao/ready", 1, timeout=120)
-        results["ready_s"] = time.perf_counter() - t0
-        ready_sock.close()
+        daemon.start(timeout=120)
+        results["ready_s"] = daemon.ready_after
         print(f"start -> /sao/ready: {results['ready_s']:.2f} s")
 
-        sock = client_socket(port)
+        client = daemon.client(thread=False)  # the waits read the socket: no thread hand-off in the timings
         request = ("bench kick", 0.5, "seed", 1, "export", 0)
-        sock.sendto(encode("/sao/gen", "warm", *request), ("127.0.0.1", port))
-        wait_for(sock, "/sao/done", "warm", timeout=120)
+        address, reply = client.request("/sao/gen", "warm", *request, timeout=120)
+        if address != "/sao/done":
+            raise RuntimeError(f"the warm-up clip failed: {address} {reply}")
 
-        idle = trigger_latencies(port, args.latency_count, request)
+        idle = trigger_latencies(client, args.latency_count, request)
         results["trigger_idle_ms"] = dict(median=statistics.median(idle), p99=pct(idle, 0.99), n=len(idle))
         print(f"cached trigger -> done, idle: median {statistics.median(idle):.2f} ms, p99 {pct(idle, 0.99):.2f} ms")
 
-        sock.sendto(encode("/sao/gen", "long", "bench long pad", 2.9, "steps", 1000, "export", 0), ("127.0.0.1", port))
-        wait_for(sock, "/sao/progress", "long", timeout=60)
-        busy = trigger_latencies(port, args.latency_count, request)
-        sock.sendto(encode("/sao/status"), ("127.0.0.1", port))
-        still_running = wait_for(sock, "/sao/status", timeout=10)[2] == 1
-        sock.sendto(encode("/sao/cancel", "long"), ("127.0.0.1", port))
+        client.send("/sao/gen", "long", "bench long pad", 2.9, "steps", 1000, "export", 0)
+        client.wait_for("/sao/progress", lambda a: a[0] == "long", timeout=60)
+        busy = trigger_latencies(client, args.latency_count, request)
+        client.send("/sao/status")
+        still_running = client.wait_for("/sao/status", timeout=10)[2] == 1
+        client.send("/sao/cancel", "long")
         results["trigger_generating_ms"] = dict(
             median=statistics.median(busy),
             p99=pct(busy, 0.99),
@@ -196,6 +124,8 @@ def main() -> int:
             f"cached trigger -> done, while generating: median {statistics.median(busy):.2f} ms, "
             f"p99 {pct(busy, 0.99):.2f} ms (worker still generating at the end: {still_running})"
         )
+        client.close()
+        port = daemon.osc_port
 
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
@@ -228,12 +158,11 @@ def main() -> int:
             f"{sent - answered} lost, {results['load']['errors']} errors"
         )
 
-        rss, peak = rss_mb(daemon.pid)
+        rss, peak = rss_mb(daemon.proc.pid)
         results["control_rss_mb"] = dict(now=rss, peak=peak)
         print(f"control process memory: {rss:.0f} MB now, {peak:.0f} MB peak (the worker is a separate process)")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+        daemon.stop()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

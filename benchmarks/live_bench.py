@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.daemon.daemon_helpers import DaemonProcess  # noqa: E402
-from tests.live.jack_helpers import PERIOD, RATE, JackServer, Recorder  # noqa: E402
+from sao_live.testing.daemon import DaemonProcess  # noqa: E402
+from sao_live.testing.jack import PERIOD, RATE, JackServer, Recorder  # noqa: E402
 
 LOOPS = "name = 'bench-loops'\nbpm = 120\n[defaults]\nbars = 1\nmode = 'loop'\nsteps = 2\n[[banks]]\n" + "".join(
     f"[[banks.pads]]\nprompt = 'loop number {i}'\n" for i in range(16)
@@ -38,28 +38,18 @@ def late_clients(log: Path) -> collections.Counter:
     return collections.Counter(re.findall(r"client = (.+?) was not finished", text))
 
 
-class TimedRecorder(Recorder):
-    """Also notes the monotonic time at which each period reached the recorder."""
-
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.times = np.zeros(len(self.buf) // PERIOD + 2)
-
-    def _process(self, frames):
-        self.times[self.n // PERIOD] = time.monotonic()
-        super()._process(frames)
-
-    def first_sound_after(self, mark: int, sent: float, timeout: float = 2.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            seg = np.abs(self.buf[mark : self.n]).max(axis=1) if self.n > mark else np.zeros(0)
-            hits = np.flatnonzero(seg > 1e-4)
-            if len(hits):
-                frame = mark + int(hits[0])
-                period_time = self.times[frame // PERIOD]  # when that period was processed
-                return period_time - sent + (frame % PERIOD) / RATE
-            time.sleep(0.001)
-        raise TimeoutError("no sound")
+def first_sound_after(rec: Recorder, mark: int, sent: float, timeout: float = 2.0) -> float:
+    """Seconds from `sent` (time.monotonic()) to the first sounding frame recorded after `mark`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seg = np.abs(rec.buf[mark : rec.n]).max(axis=1) if rec.n > mark else np.zeros(0)
+        hits = np.flatnonzero(seg > 1e-4)
+        if len(hits):
+            frame = mark + int(hits[0])
+            period_time = rec.clock_times[frame // PERIOD]  # when that period reached the recorder
+            return period_time - sent + (frame % PERIOD) / RATE
+        time.sleep(0.001)
+    raise TimeoutError("no sound")
 
 
 def main() -> None:
@@ -81,15 +71,16 @@ def main() -> None:
     jack_log = Path(os.environ.setdefault("SAO_JACK_LOG", str(root / "jackd.log")))
     server = JackServer(f"saobench{os.getpid()}", sync=False)  # jackd's default mode, as a live setup runs it
     (root / "loops.toml").write_text(LOOPS)
-    extra = ("--model", args.model, "--text-encoder", args.text_encoder or str(t5)) if args.model else ()
-    daemon = DaemonProcess(
-        root / "d", t5, config=dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0), args=extra
-    )
+    config = dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0)
+    if args.model:
+        daemon = DaemonProcess(root / "d", args.text_encoder or t5, config=config, model=args.model)
+    else:
+        daemon = DaemonProcess(root / "d", t5, config=config)
     try:
         t0 = time.monotonic()
         daemon.start(timeout=180)
         print(f"daemon ready in {time.monotonic() - t0:.1f} s")
-        rec = TimedRecorder(seconds=args.seconds + 120)
+        rec = Recorder(seconds=args.seconds + 120)
         rec.connect("PortAudio")
         c = daemon.client()
         # 3. the 16-pad loop set
@@ -123,7 +114,7 @@ def main() -> None:
                     c.send("/sao/play", "pad1", 1.0)
                 else:
                     out.send(mido.Message("note_on", note=36, velocity=127))
-                lat[kind].append(rec.first_sound_after(mark, sent))
+                lat[kind].append(first_sound_after(rec, mark, sent))
         out.close()
         for kind, xs in lat.items():
             print(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 from pathlib import Path
 
@@ -26,17 +25,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(args) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..daemon.daemon import Daemon
+    from ..daemon.preflight import free_port
     from ..daemon.settings import Settings
     from ..live.sets import load_set
 
@@ -50,8 +44,8 @@ def run(args) -> int:
         int8=args.int8,
         cache_dir=args.cache_dir,
         host="127.0.0.1",
-        osc_port=_free_port(),
-        reply_port=_free_port(),
+        osc_port=free_port(),
+        reply_port=free_port(),
         audio_device="none",
         midi_in="none",
         export_dir=None,

@@ -37,7 +37,7 @@ def port_problem(host: str, port: int, err: OSError) -> str:
     """Why OSC cannot listen on host:port, and which flag changes it."""
     where = f"cannot listen for OSC on {host}:{port}"
     if err.errno == errno.EADDRINUSE:
-        spare = _free_port(host, port + 1)
+        spare = free_port(host, near=port + 1)
         other = f"--osc-port {spare}" if spare else "--osc-port <another port>"
         return (
             f"{where}: the port is in use (another `sao-live serve`?). Stop that program, or listen on another "
@@ -59,15 +59,18 @@ def check_udp_port(host: str, port: int) -> None:
             raise PreflightError(port_problem(host, port, err)) from None
 
 
-def _free_port(host: str, start: int) -> int | None:
+def free_port(host: str = "127.0.0.1", near: int | None = None) -> int | None:
+    """A UDP port nothing listens on now: the kernel's pick, or the first free one from `near` on
+    (within 100 ports; None if all are taken)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for port in range(start, min(start + 100, 65536)):
+    candidates = [0] if near is None else range(near, min(near + 100, 65536))
+    for port in candidates:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return port
+            return sock.getsockname()[1]
     return None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..daemon.daemon_helpers import DaemonProcess
+from sao_live.testing.daemon import DaemonProcess
 
 
 @pytest.fixture(scope="session")

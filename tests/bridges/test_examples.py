@@ -95,7 +95,7 @@ def _read(fd: int) -> bytes:
 
 
 def test_osc_client_without_a_daemon_says_so(tmp_path):
-    from ..daemon.daemon_helpers import free_port
+    from sao_live.testing.daemon import free_port
 
     cmd = [sys.executable, str(a.OSC_CLIENT), "x", "--port", str(free_port())]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)

@@ -1,10 +1,10 @@
-"""Fixtures for the daemon tests; the helpers live in daemon_helpers.py."""
+"""Fixtures for the daemon tests: one shared daemon subprocess and a client of it."""
 
 from __future__ import annotations
 
 import pytest
 
-from .daemon_helpers import DaemonProcess
+from sao_live.testing.daemon import DaemonProcess
 
 
 @pytest.fixture(scope="session")

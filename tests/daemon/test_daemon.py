@@ -17,8 +17,9 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from sao_live.daemon import protocol
+from sao_live.testing.daemon import Collector, DaemonProcess, build, free_port
 
-from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, Collector, DaemonProcess, build, free_port, riff_chunks
+from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, riff_chunks
 
 RATE = 44100
 

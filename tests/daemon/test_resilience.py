@@ -15,8 +15,9 @@ import uuid
 import pytest
 
 from sao_live.daemon.oscwire import encode_bundle
+from sao_live.testing.daemon import DaemonProcess, build, pid_gone
 
-from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS, DaemonProcess, build, pid_gone
+from .daemon_helpers import LONG_STEPS, SHORT_LONG_STEPS
 
 
 def leftovers(*folders) -> list[str]:

@@ -112,7 +112,7 @@ def test_int8_flag_reaches_the_worker(tmp_path, tiny_t5):
     """`--int8` / `--no-int8` are not only parsed: the same request and seed give other audio."""
     import soundfile as sf
 
-    from .daemon_helpers import DaemonProcess
+    from sao_live.testing.daemon import DaemonProcess
 
     audio = {}
     for flag in ("--int8", "--no-int8"):

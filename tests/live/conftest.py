@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from ..daemon.daemon_helpers import DaemonProcess
+from sao_live.testing.daemon import DaemonProcess
+from sao_live.testing.jack import JackServer, Recorder
+
 from ..needs import need
-from .jack_helpers import JackServer, Recorder
 
 SET_TEXT = """
 name = "test-set"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.daemon.daemon_helpers import Collector, DaemonProcess
+from sao_live.testing.daemon import Collector, DaemonProcess
 
 
 async def main(root: Path, text_encoder: Path) -> dict:

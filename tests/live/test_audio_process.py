@@ -14,9 +14,10 @@ import pytest
 
 from sao_live.live.mixer import ONESHOT
 from sao_live.live.player import CHUNK_BYTES, NoAudioDevice, Player
+from sao_live.testing.daemon import DaemonProcess, pid_gone
+from sao_live.testing.jack import RATE, JackServer, Recorder
 
-from ..daemon.daemon_helpers import DaemonProcess, pid_gone
-from .jack_helpers import RATE, JackServer, Recorder, attempts, best_lag
+from .jack_helpers import attempts, best_lag
 
 pytestmark = pytest.mark.usefixtures("jack_server")
 

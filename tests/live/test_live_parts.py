@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from sao_live.testing.jack import onset
+
 from ..daemon.daemon_helpers import riff_chunks
 from ..needs import need
-from .jack_helpers import onset
 
 RATE = 48000
 

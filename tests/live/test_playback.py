@@ -11,9 +11,10 @@ import soundfile as sf
 import soxr
 
 from sao_live.live.sets import SetError, load_set
+from sao_live.testing.jack import onset
 
 from ..needs import need
-from .jack_helpers import attempts, best_lag, onset
+from .jack_helpers import attempts, best_lag
 
 RATE = 48000
 

@@ -19,6 +19,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.set_defaults(model=None, numerics=None)  # unset flags leave the config file's values alone
     p.add_argument("--host", default=None, help="OSC listen address (default 127.0.0.1; 0.0.0.0 for the network)")
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=None,
+        metavar="HOSTS",
+        help="senders accepted besides this machine: addresses, networks (192.168.1.0/24) or host names, "
+        "comma-separated or repeated (default: the subnet of the --host address; every local subnet for 0.0.0.0)",
+    )
     p.add_argument("--osc-port", type=int, default=None, help="OSC listen port (default 9321)")
     p.add_argument("--reply-port", type=int, default=None, help="port replies go to on the sender's host (9322)")
     p.add_argument("--export-dir", type=Path, default=None, help="folder the DAW watches (default: no export)")
@@ -61,6 +69,7 @@ def run(args) -> int:
         numerics=args.numerics,
         int8=args.int8,
         host=args.host,
+        allow=tuple(a for flag in args.allow for a in flag.split(",") if a.strip()) if args.allow else None,
         osc_port=args.osc_port,
         reply_port=args.reply_port,
         export_dir=args.export_dir,

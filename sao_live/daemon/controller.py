@@ -64,7 +64,8 @@ class Controller:
         self.service.submit(host, port, ctx.id, request, trigger, play)
 
     def cancel(self, ctx: Context, id: int | str | None) -> None:
-        count = self.service.cancel(ctx.host, id)
+        """The sender's own requests only: those whose replies go where this sender's go."""
+        count = self.service.cancel(self.replies.target(ctx.host, ctx.port), id)
         self.reply(ctx, "/sao/cancelled", "all" if id is None else id, count)
 
     def status(self, ctx: Context) -> None:

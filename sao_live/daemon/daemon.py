@@ -31,6 +31,7 @@ from ..live.stage import Stage
 from ..live.tempo import Tempo
 from ..runtime import Runtime
 from .controller import Controller
+from .guard import AllowList
 from .osc import OscServer
 from .preflight import PreflightError, check_folder, port_problem
 from .replies import Replies
@@ -51,7 +52,7 @@ class Daemon:
         self.should_exit = asyncio.Event()  # set by the first SIGINT/SIGTERM (or by a caller)
         self.force_exit = asyncio.Event()  # a second signal: stop waiting for the running job
         self.runtime = Runtime()
-        self.replies = Replies(s.reply_port)
+        self.replies = Replies(s.reply_port, s.reply_rate_kb * 1024)
         self.bus = EventBus()
         self.tempo = Tempo(s.bpm)
         self.store = ClipStore(s.cache_dir, s.cache_max_mb * 2**20)
@@ -61,7 +62,7 @@ class Daemon:
             self.runtime, self.replies, self.tempo, self.service.obtain, self.service.resolve, self.store.clip_path, s
         )
         self.controller = Controller(self.service, self.stage, self.replies, self.workers, self.runtime, s.model)
-        self.osc = OscServer(self.controller, self.replies)
+        self.osc = OscServer(self.controller, self.replies, AllowList.for_settings(s.host, s.allow))
         self.bus.subscribe(self.replies.osc_events)
         self.stage.subscribe(self.bus)
         self._loops: list[asyncio.Task] = []  # long-lived tasks, cancelled (not awaited) at shutdown
@@ -109,6 +110,7 @@ class Daemon:
             self.osc.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.replies.announce("/sao/startup")
         log.info("listening for OSC on %s:%d, replies to port %d", s.host, s.osc_port, s.reply_port)
+        log.info("accepting OSC from %s; anything else is dropped unanswered", self.osc.allow.describe())
         await self.stage.start()
         await self.runtime.io(self.store.open)
         await self.runtime.io(self.store.recover)

@@ -21,9 +21,14 @@ from ..ranges import RANGES, in_range
 from ..request import RequestError, is_number, parse_osc
 from . import oscwire, protocol
 from .controller import Context, Controller
+from .guard import AllowList
 from .replies import Replies
 
 log = logging.getLogger(__name__)
+MAX_MESSAGES = 64  # handled per datagram (a bundle's others are refused): bounds what one datagram causes
+MAX_ADDRESS = 64  # characters; every address of the protocol is far shorter
+MAX_DIGITS = 3  # in a pad number
+INFO_PAGE = 4  # protocol rows per /sao/info reply
 
 
 def _norm_id(value) -> int | str:
@@ -104,9 +109,15 @@ def get_param(c: Controller, ctx: Context, atoms: tuple) -> None:
 
 
 def info(c: Controller, ctx: Context, atoms: tuple) -> None:
-    for row in protocol.PROTOCOL:
+    pages = -(-len(protocol.PROTOCOL) // INFO_PAGE)
+    page = atoms[0] if len(atoms) == 1 else 0 if not atoms else None
+    if isinstance(page, float) and page.is_integer():
+        page = int(page)
+    if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < pages:
+        raise RequestError("bad_args", f"/sao/info takes [page] in [0, {pages - 1}], got {list(atoms)!r}"[:300])
+    for row in protocol.PROTOCOL[page * INFO_PAGE : (page + 1) * INFO_PAGE]:
         c.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)
-    c.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL))
+    c.reply(ctx, "/sao/info/end", protocol.VERSION, len(protocol.PROTOCOL), page, pages)
 
 
 def _gain(value, name: str = "gain", code: str = "bad_gain") -> float:
@@ -118,7 +129,7 @@ def _gain(value, name: str = "gain", code: str = "bad_gain") -> float:
 
 def _target(value):
     """`pad<n>` stays a string; anything else is a request id."""
-    if isinstance(value, str) and value.startswith("pad") and value[3:].isdigit():
+    if isinstance(value, str) and value.startswith("pad") and value[3:].isdigit() and len(value) <= 3 + MAX_DIGITS:
         return value
     return _norm_id(value)
 
@@ -141,9 +152,9 @@ def stop(c: Controller, ctx: Context, atoms: tuple) -> None:
 
 def pad(c: Controller, ctx: Context, atoms: tuple) -> None:
     number = ctx.address[len("/sao/pad/") :]
+    if not number.isdigit() or len(number) > MAX_DIGITS:
+        raise RequestError("unknown_pad", f"/sao/pad/<n> takes a pad number, got {number[:20]!r}")
     ctx.id = f"pad{number}"
-    if not number.isdigit():
-        raise RequestError("unknown_pad", f"/sao/pad/<n> takes a pad number, got {number!r}")
     if len(atoms) > 2:
         raise RequestError("bad_args", f"/sao/pad/<n> takes [velocity] [1|0], got {list(atoms)!r}"[:300])
     velocity = atoms[0] if atoms else 1.0
@@ -222,13 +233,13 @@ def handler_for(address: str):
 
 
 class _RateLimitedLog:
-    """At most `burst` warnings per `window` seconds; the rest are counted and summarised."""
+    """At most `burst` log lines per `window` seconds; the rest are counted and summarised."""
 
     def __init__(self, burst: int = 20, window: float = 10.0):
         self.burst, self.window = burst, window
         self._start, self._count, self._dropped = 0.0, 0, 0
 
-    def warning(self, msg: str, *args) -> None:
+    def warning(self, msg: str, *args, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._start > self.window:
             if self._dropped:
@@ -236,7 +247,7 @@ class _RateLimitedLog:
             self._start, self._count, self._dropped = now, 0, 0
         self._count += 1
         if self._count <= self.burst:
-            log.warning(msg, *args)
+            log.log(logging.ERROR if exc_info else logging.WARNING, msg, *args, exc_info=exc_info)
         else:
             self._dropped += 1
 
@@ -244,11 +255,13 @@ class _RateLimitedLog:
 class OscServer(asyncio.DatagramProtocol):
     """Datagrams in, parsed and dispatched to the handlers; answers go out through `Replies`."""
 
-    def __init__(self, controller: Controller, replies: Replies):
+    def __init__(self, controller: Controller, replies: Replies, allow: AllowList | None = None):
         self.controller = controller
         self.replies = replies
+        self.allow = allow or AllowList([])
         self.transport: asyncio.DatagramTransport | None = None
         self.bad = _RateLimitedLog()
+        self.refused = 0  # datagrams from senders outside the allow-list (dropped unanswered)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -259,19 +272,26 @@ class OscServer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr) -> None:
         host, port = addr[0], addr[1]
+        if not self.allow.allows(host):
+            self.refused += 1
+            self.bad.warning("datagram from %s:%d dropped: not in the allow-list (%d so far)", host, port, self.refused)
+            return
         try:
             messages = oscwire.decode(data)
         except oscwire.OscError as err:
             self.reject(Context(host, port, "?"), err)
             return
-        for address, atoms in messages:
+        if len(messages) > MAX_MESSAGES:
+            msg = f"a datagram holds at most {MAX_MESSAGES} messages; the first {MAX_MESSAGES} of {len(messages)} ran"
+            self.reject(Context(host, port, "#bundle"), RequestError("too_many", msg))
+        for address, atoms in messages[:MAX_MESSAGES]:
             try:
                 self.dispatch(Context(host, port, address), atoms)
             except Exception:  # a bug in the error path itself: keep serving the other messages
-                log.exception("message to %s from %s:%d", address[:80], host, port)
+                self.bad.warning("message to %s from %s:%d", address[:80], host, port, exc_info=True)
 
     def dispatch(self, ctx: Context, atoms: tuple) -> None:
-        handler = handler_for(ctx.address)
+        handler = handler_for(ctx.address) if len(ctx.address) <= MAX_ADDRESS else None
         try:
             if handler is None:
                 raise RequestError("unknown_address", f"no handler for {ctx.address[:80]!r}; /sao/info lists them")
@@ -279,8 +299,8 @@ class OscServer(asyncio.DatagramProtocol):
         except SaoLiveError as err:
             self.reject(ctx, err)
         except Exception as err:  # a bug: answer, log it, keep serving
-            log.exception("handler for %s failed", ctx.address)
-            self.reject(ctx, RequestError("internal", f"internal error: {type(err).__name__}: {err}"))
+            self.bad.warning("handler for %s failed", ctx.address[:80], exc_info=True)
+            self.reject(ctx, RequestError("internal", f"internal error: {type(err).__name__}: {str(err)[:200]}"))
 
     def reject(self, ctx: Context, err: SaoLiveError) -> None:
         message = str(err)[:300]

@@ -3,7 +3,9 @@
 python-osc drops a datagram it cannot parse without a word, and a client
 that sent it deserves an `/sao/error`. `decode` turns one datagram into a list of
 `(address, args)` messages (bundles flattened, whatever their timetag) or raises
-`OscError` quoting what arrived. `encode` builds a message from Python values.
+`OscError` quoting what arrived. `encode` builds a message from Python values. A char (`c`)
+that is not a Unicode character (NUL, a surrogate, beyond U+10FFFF) arrives as U+FFFD, and
+`encode` replaces what a string cannot carry, so every value read can be echoed back.
 Type tags read: i f s S b h d t T F N I c r m. Arrays ([ ]) are refused.
 """
 
@@ -77,7 +79,8 @@ def _message(data: bytes) -> tuple[str, tuple]:
             elif tag in "NI":
                 args.append(None)
             elif tag == "c":
-                args.append(chr(_U32.unpack_from(data, pos)[0] & 0x10FFFF))
+                code = _U32.unpack_from(data, pos)[0] & 0x1FFFFF
+                args.append(chr(code) if code < 0x110000 and not 0xD800 <= code < 0xE000 and code else "\ufffd")
                 pos += 4
             elif tag in "rm":
                 args.append(_U32.unpack_from(data, pos)[0])
@@ -143,9 +146,9 @@ def encode(address: str, *args) -> bytes:
         elif isinstance(a, float):
             tags.append("f")
             body.append(_F32.pack(a))
-        elif isinstance(a, str):
+        elif isinstance(a, str):  # a NUL would end the string early, a lone surrogate has no UTF-8
             tags.append("s")
-            body.append(_pad(a.encode("utf-8")))
+            body.append(_pad(a.replace("\x00", "\ufffd").encode("utf-8", "replace")))
         elif isinstance(a, (bytes, bytearray)):
             tags.append("b")
             body.append(_I32.pack(len(a)) + bytes(a) + b"\x00" * (-len(a) % 4))

@@ -26,11 +26,22 @@ def check(settings: Settings) -> None:
 
     check_model_source(settings.model)
     check_udp_port(settings.host, settings.osc_port)
+    check_allow(settings)
     check_folder(settings.cache_dir, "--cache-dir")
     if settings.export_dir is not None:
         check_folder(settings.export_dir, "--export-dir")
     if settings.set_file is not None and not settings.set_file.is_file():
         raise PreflightError(f"--set {settings.set_file.absolute()}: no such file (a set file is TOML, docs/sets.md)")
+
+
+def check_allow(settings: Settings) -> None:
+    """Every `allow` entry names an address, a network or a host that resolves."""
+    from .guard import AllowError, AllowList
+
+    try:
+        AllowList.for_settings(settings.host, settings.allow)
+    except AllowError as err:
+        raise PreflightError(f"{err}; fix --allow or `allow` in the config file") from None
 
 
 def port_problem(host: str, port: int, err: OSError) -> str:

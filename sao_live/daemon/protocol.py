@@ -113,7 +113,8 @@ PROTOCOL: tuple[Row, ...] = (
         "`<id>` or `all`",
         "`/sao/cancelled <id> <count>`; each cancelled request gets `/sao/error <id> cancelled ...`",
         "bad_id, unknown_id",
-        "Cancel this sender's request `<id>` (queued or running), or every request of every client.",
+        "Cancel this sender's request `<id>` (queued or running), or `all` of this sender's requests. A sender's "
+        "requests are those whose replies go where its replies go (its `/sao/hello` port, else its host's).",
     ),
     Row(
         "/sao/status",
@@ -139,23 +140,25 @@ PROTOCOL: tuple[Row, ...] = (
         "unknown_param, bad_value",
         "Change a setting until the daemon stops: bpm, steps, cfg, sampler, export, export_format, "
         f"quantize ({', '.join(_GRIDS)}, off), tempo_source ({', '.join(TEMPO_SOURCES)}), "
-        f"master_db ({_span('master_db', '..')}), bank (0-based).",
+        f"master_db ({_span('master_db', '..')}), bank (0-based). Settings are global: a change applies to "
+        "every client's later requests and to the one player.",
     ),
     Row("/sao/get/<param>", "", "`/sao/value <param> <value>`", "unknown_param", "Read a setting."),
     Row(
         "/sao/info",
-        "",
-        "one `/sao/info <address> <arguments> <replies> <errors>` per row of this table, "
-        "then `/sao/info/end <version> <rows>`",
-        "",
-        "This table.",
+        "`[page]` (0 when left out)",
+        "one `/sao/info <address> <arguments> <replies> <errors>` per row of this table on the page (4 rows), "
+        "then `/sao/info/end <version> <rows> <page> <pages>`",
+        "bad_args",
+        "This table, a page at a time (ask for pages 0 to `<pages>` - 1).",
     ),
     Row(
         "(any other)",
         "",
         "",
-        "bad_osc (not OSC at all), unknown_address",
-        'Every bad datagram is answered with `/sao/error <id> <code> <message>` (`<id>` is "" when unknown).',
+        "bad_osc (not OSC at all), unknown_address, too_many",
+        'Every bad datagram is answered with `/sao/error <id> <code> <message>` (`<id>` is "" when unknown). '
+        "A datagram from a sender outside the allow-list gets no answer at all (docs/daemon.md, Security).",
     ),
 )
 
@@ -187,6 +190,7 @@ FINAL_REPLIES = (
 ERRORS = {
     "bad_osc": "the datagram is not OSC",
     "unknown_address": "no handler for the address",
+    "too_many": "a bundle of more than 64 messages: the first 64 were handled",
     "bad_args": "the arguments do not have the documented shape",
     "bad_id": "the id is not an int or a short string",
     "missing_prompt": "no prompt before the seconds",

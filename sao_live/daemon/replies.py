@@ -3,8 +3,9 @@
 `Replies` owns the routes that `/sao/hello` registers and the socket's sending side (the
 `OscServer` hands it the transport once the socket is bound). `send` goes to one target,
 `reply` to the sender of a message, `announce` to the local reply port and every client that
-said hello. `osc_events` is the event-bus subscriber that answers requesters: `/sao/queued`,
-`/sao/progress`, `/sao/done`, `/sao/error`.
+said hello. Every reply is charged to its destination host's budget (`guard.ReplyBudget`):
+past `reply_rate_kb` a second, replies to that host are dropped. `osc_events` is the event-bus
+subscriber that answers requesters: `/sao/queued`, `/sao/progress`, `/sao/done`, `/sao/error`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import struct
 
 from ..events import Cancelled, Done, Event, Failed, Progress, Queued
 from . import oscwire
+from .guard import ReplyBudget
 
 log = logging.getLogger(__name__)
 MAX_ROUTES = 1024  # /sao/hello registrations kept (the oldest go first)
 
 
 class Replies:
-    def __init__(self, reply_port: int):
+    def __init__(self, reply_port: int, rate_bytes: float = 2**20):
         self.reply_port = reply_port
         self.transport: asyncio.DatagramTransport | None = None
+        self.budget = ReplyBudget(rate_bytes, burst=2 * rate_bytes)  # per destination host
         self._routes: dict[tuple[str, int], int] = {}  # (host, source port) -> reply port, from /sao/hello
         self._host_ports: dict[str, int] = {}  # host -> reply port, from its latest /sao/hello
 
@@ -52,6 +55,10 @@ class Replies:
             data = oscwire.encode(address, *args)
         except (TypeError, ValueError, struct.error) as err:  # a value OSC cannot carry: a bug, not the client's
             log.error("cannot encode %s %r: %s", address, args, err)
+            return
+        if not self.budget.take(target[0], len(data)):
+            if self.budget.dropped % 1000 == 1:
+                log.warning("replies to %s over reply_rate_kb: dropped (%d so far)", target[0], self.budget.dropped)
             return
         try:
             self.transport.sendto(data, target)

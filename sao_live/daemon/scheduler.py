@@ -31,6 +31,7 @@ class Job:
     requesters: list[Requester] = field(default_factory=list)
     attempts: int = 0  # started on a worker this many times
     cancelled: bool = False  # running, but nobody waits for it any more
+    progress: float = 0.0  # the fraction last reported to its requesters
 
     @property
     def order(self) -> tuple[int, int]:
@@ -94,6 +95,7 @@ class Scheduler:
         job = min(self._queued.values(), key=lambda j: j.order)
         del self._queued[job.key]
         job.attempts += 1
+        job.progress = 0.0
         self.running = job
         return job
 
@@ -109,8 +111,9 @@ class Scheduler:
         job.seq = next(self._front)
         self._queued[job.key] = job
 
-    def cancel(self, host: str, id: int | str | None) -> list[tuple[Job, Requester]]:
-        """Removes the requesters `(host, id)` (every requester when id is None); returns them.
+    def cancel(self, target: tuple[str, int], id: int | str | None) -> list[tuple[Job, Requester]]:
+        """Removes the requesters answered at `target` (host, port) with this `id` (every one of
+        them when id is None); returns them. Another sender's requests are never touched.
 
         A queued job left without requesters is dropped; a running one is marked `cancelled`
         and the caller stops the worker.
@@ -119,7 +122,7 @@ class Scheduler:
         for job in self.jobs():
             keep = []
             for r in job.requesters:
-                if id is None or (r.host == host and r.id == id):
+                if (r.host, r.port) == target and (id is None or r.id == id):
                     removed.append((job, r))
                 else:
                     keep.append(r)

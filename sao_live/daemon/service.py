@@ -30,6 +30,7 @@ from .store import ClipStore
 from .workers import WorkerSupervisor
 
 log = logging.getLogger(__name__)
+PROGRESS_STEP = 0.05
 
 
 class ClipService:
@@ -263,6 +264,9 @@ class ClipService:
             return  # a job that was already given up
         if kind == "progress":
             fraction = msg[2] / msg[3]
+            if fraction < min(1.0, job.progress + PROGRESS_STEP):
+                return  # at most one progress event per 5% (a 1000-step job would send 1000)
+            job.progress = fraction
             for r in job.requesters:
                 self.bus.publish(Progress(r, fraction))
         elif kind == "done":
@@ -336,9 +340,9 @@ class ClipService:
                 self.bus.publish(Failed(r, code, message))
             self.runtime.io_nowait(self.store.journal_drop, job.key)
 
-    def cancel(self, host: str, id: int | str | None) -> int:
-        """Cancels `id` (or every request, None) sent from `host`; returns how many requesters let go."""
-        removed = self.sched.cancel(host, id)
+    def cancel(self, target: tuple[str, int], id: int | str | None) -> int:
+        """Cancels `id` (or all, None) of the requests answered at `target`; returns how many requesters let go."""
+        removed = self.sched.cancel(target, id)
         for job, r in removed:
             self.bus.publish(Cancelled(r, "cancelled by /sao/cancel"))
             if job is self.sched.running and job.cancelled:
@@ -348,7 +352,7 @@ class ClipService:
             else:
                 self._journal(job)
         if id is not None and not removed:
-            raise RequestError("unknown_id", f"no queued or running request {id!r} from {host}")
+            raise RequestError("unknown_id", f"no queued or running request {id!r} from this sender")
         return len(removed)
 
     async def status(self) -> tuple:

@@ -56,6 +56,8 @@ class Settings:
     host: str = "127.0.0.1"  # OSC listen address; 0.0.0.0 to accept other machines
     osc_port: int = 9321
     reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
+    allow: tuple[str, ...] = ()  # senders besides loopback: hosts, networks; empty: the subnet listened on
+    reply_rate_kb: int = 1024  # reply kilobytes a second any one host may be sent (twice that in a burst)
     cache_dir: Path = field(default_factory=default_cache_dir)
     cache_max_mb: int = 2048  # least recently used clips are evicted past this; 0: no limit
     export_dir: Path | None = None  # the folder a DAW watches; None: no export
@@ -93,6 +95,14 @@ class Settings:
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a port number in [1, 65535], got {port!r}")
+        allow = self.allow
+        if isinstance(allow, str):
+            allow = tuple(a for a in allow.split(",") if a.strip())
+        if not isinstance(allow, (list, tuple)) or not all(isinstance(a, str) and a.strip() for a in allow):
+            raise SettingsError(f'allow must be a list of hosts or networks (e.g. ["192.168.1.0/24"]), got {allow!r}')
+        put(self, "allow", tuple(a.strip() for a in allow))
+        if isinstance(self.reply_rate_kb, bool) or not isinstance(self.reply_rate_kb, int) or self.reply_rate_kb < 1:
+            raise SettingsError(f"reply_rate_kb must be a whole number >= 1, got {self.reply_rate_kb!r}")
         for name in ("cache_max_mb", "queue_size", "retries", "worker_nice", "worker_threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
@@ -174,6 +184,11 @@ class Settings:
             if self.export_dir is None:
                 return "off (no --export-dir)"
             return "on" if value else "off (unless a request asks)"
+        if name == "allow":
+            if value:
+                return f"loopback, {', '.join(value)}"
+            local = self.host in ("localhost",) or self.host.startswith("127.") or self.host == "::1"
+            return "loopback only" if local else "loopback and the subnet(s) of the address listened on"
         if value is not None:
             return str(value)
         return {

@@ -41,10 +41,10 @@ class Collector:
     measurement, but nothing is collected between waits.
     """
 
-    def __init__(self, port: int = 0, thread: bool = True):
+    def __init__(self, port: int = 0, thread: bool = True, host: str = "127.0.0.1"):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))  # another loopback address (127.0.0.77) is another sender
         self.port = self.sock.getsockname()[1]
         self.messages: list[tuple[str, tuple]] = []
         self._taken: set[int] = set()
@@ -120,6 +120,12 @@ class Collector:
         with self._cond:
             return [a for addr, a in self.messages if addr == address and (id is None or (a and a[0] == id))]
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         self._closed = True
         if self._thread is not None:
@@ -131,9 +137,16 @@ class Collector:
 class Client(Collector):
     """A python-osc client whose replies come back to its own socket (`/sao/hello 0`)."""
 
-    def __init__(self, daemon_port: int, hello: bool = True, thread: bool = True):
-        super().__init__(thread=thread)
-        self.target = ("127.0.0.1", daemon_port)
+    def __init__(
+        self,
+        daemon_port: int,
+        hello: bool = True,
+        thread: bool = True,
+        host: str = "127.0.0.1",
+        daemon_host="127.0.0.1",
+    ):
+        super().__init__(thread=thread, host=host)
+        self.target = (daemon_host, daemon_port)
         if hello:
             self.send("/sao/hello", 0)
             self.wait_for("/sao/ready", timeout=10)
@@ -209,8 +222,9 @@ class DaemonProcess:
             listener.close()
         return self
 
-    def client(self, hello: bool = True, thread: bool = True) -> Client:
-        return Client(self.osc_port, hello, thread)
+    def client(self, hello: bool = True, thread: bool = True, host: str = "127.0.0.1", daemon_host="127.0.0.1"):
+        """A client sending from `host` (another loopback address is another sender) to `daemon_host`."""
+        return Client(self.osc_port, hello, thread, host, daemon_host)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

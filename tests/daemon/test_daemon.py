@@ -182,9 +182,15 @@ def test_status_and_info(shared_daemon, client):
     assert count > 0 and clips == count
     assert cache_mb == pytest.approx(round(size / 2**20, 3), rel=1e-6)  # MB, rounded, sent as a float32
     client.send("/sao/info")
-    assert client.wait_for("/sao/info/end") == (protocol.VERSION, len(protocol.PROTOCOL))
-    rows = client.of("/sao/info")
+    version, count, page, pages = client.wait_for("/sao/info/end")
+    assert (version, count, page) == (protocol.VERSION, len(protocol.PROTOCOL), 0) and pages == -(-count // 4)
+    for page in range(1, pages):
+        client.send("/sao/info", page)
+        assert client.wait_for("/sao/info/end")[2:] == (page, pages)
+    rows = client.of("/sao/info")  # every page's rows, in order: the whole table once
     assert rows == [(r.address, r.arguments, r.replies, r.errors) for r in protocol.PROTOCOL]
+    client.send("/sao/info", pages)
+    assert client.wait_reply("")[1][1] == "bad_args"
 
 
 def test_set_and_get(client):

@@ -10,8 +10,11 @@ from sao_live.request import Request
 REQ = Request("kick", 1.0, 0, steps=8, cfg=1.0, sampler="pingpong")
 
 
-def who(id, priority=0, host="127.0.0.1"):
-    return Requester(host, 9322, id, priority)
+def who(id, priority=0, host="127.0.0.1", port=9322):
+    return Requester(host, port, id, priority)
+
+
+HERE = ("127.0.0.1", 9322)  # where who()'s replies go
 
 
 def test_priority_before_arrival():
@@ -67,29 +70,39 @@ def test_cancel_one_requester_keeps_the_job_for_the_others():
     s = Scheduler()
     s.submit("a", REQ, who(1))
     s.submit("a", REQ, who(2, host="10.0.0.2"))
-    removed = s.cancel("127.0.0.1", 1)
+    removed = s.cancel(HERE, 1)
     assert [(j.key, r.id) for j, r in removed] == [("a", 1)]
     assert len(s) == 1 and [r.id for r in s.find("a").requesters] == [2]
-    assert s.cancel("127.0.0.1", 2) == []  # the same id from another host is not ours
-    s.cancel("10.0.0.2", 2)
+    assert s.cancel(HERE, 2) == []  # the same id from another host is not ours
+    s.cancel(("10.0.0.2", 9322), 2)
     assert len(s) == 0
+
+
+def test_cancel_is_scoped_to_where_the_replies_go():
+    s = Scheduler()
+    s.submit("a", REQ, who(1, port=9001))
+    s.submit("b", REQ, who(1, port=9002))  # another client on the same host, the same id
+    assert s.cancel(("127.0.0.1", 9003), 1) == []
+    assert [j.key for j, _ in s.cancel(("127.0.0.1", 9002), 1)] == ["b"]
+    assert [j.key for j in s.jobs()] == ["a"]
 
 
 def test_cancel_running_marks_it_for_the_worker():
     s = Scheduler()
     s.submit("a", REQ, who(1))
     job = s.next()
-    s.cancel("127.0.0.1", 1)
+    s.cancel(HERE, 1)
     assert job.cancelled and s.running is job  # the worker stops it; finish() then clears it
 
 
-def test_cancel_all():
+def test_cancel_all_takes_only_the_senders_own_requests():
     s = Scheduler()
     for i, k in enumerate("abc"):
-        s.submit(k, REQ, who(i, host=f"10.0.0.{i}"))
+        s.submit(k, REQ, who(i))
+    s.submit("other", REQ, who(9, host="10.0.0.9"))
     running = s.next()
-    assert len(s.cancel("anyone", None)) == 3
-    assert len(s) == 0 and running.cancelled
+    assert len(s.cancel(HERE, None)) == 3
+    assert [j.key for j in s.jobs() if not j.cancelled] == ["other"] and running.cancelled
 
 
 def test_requeue_puts_the_job_first_in_its_priority():
@@ -123,7 +136,7 @@ def test_a_new_requester_revives_a_cancelled_running_job():
     s = Scheduler()
     s.submit("a", REQ, who(1))
     job = s.next()
-    s.cancel("127.0.0.1", 1)
+    s.cancel(HERE, 1)
     same, merged = s.submit("a", REQ, who(2))
     assert merged and same is job and not job.cancelled  # the worker must not stop it now
 

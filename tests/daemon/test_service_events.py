@@ -123,9 +123,9 @@ def test_worker_errors_and_cancels_are_published(tmp_path):
         service.submit("127.0.0.1", 9322, "b", Request(prompt="snare", seconds=0.5, seed=1), trigger=False)
         service.submit("127.0.0.1", 9322, "c", Request(prompt="hat", seconds=0.5, seed=1), trigger=False)
         await settle(service.runtime)
-        assert service.cancel("127.0.0.1", "c") == 1
+        assert service.cancel(("127.0.0.1", 9322), "c") == 1
         with pytest.raises(RequestError) as err:
-            service.cancel("127.0.0.1", "nobody")
+            service.cancel(("127.0.0.1", 9322), "nobody")
         assert err.value.code == "unknown_id"
         runner.cancel()
         return events

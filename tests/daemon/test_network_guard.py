@@ -49,8 +49,9 @@ def test_senders_outside_the_allow_list_get_no_answer(tmp_path, tiny_t5):
     # No --allow: the listening address's subnet and loopback are answered; another subnet is not.
     assert default["10.9.9.5"] == answered and default["127.0.0.1"] == answered, default
     assert default["10.8.8.7"] == silent, default
-    assert "not in the allow-list" in default["log"] and "accepting OSC from 127.0.0.0/8, ::1/128, 10.9.9.0/24" in (
-        default["log"]
+    assert (
+        "not in the allow-list" in default["log"]
+        and "accepting OSC from 127.0.0.0/8, ::1/128, 10.9.9.0/24" in (default["log"])
     )
     # --allow replaces the default: 10.8.8.0/24 is answered now, and 10.9.9.0/24 no longer.
     assert allow["10.8.8.7"] == answered and allow["127.0.0.1"] == answered, allow

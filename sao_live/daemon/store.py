@@ -1,7 +1,7 @@
 """The clip store: finished audio on disk, indexed by cache key in sqlite3 (WAL).
 
 Layout under the cache folder: `CACHEDIR.TAG`, `index.sqlite3` and `clips/<key[:2]>/<key>.wav`
-(32-bit float WAV, exactly what the model made). Clip files are
+(32-bit float WAV, exactly what the model made, readable by the user only). Clip files are
 written by the worker to a temporary name (`.<key>.wav.<random>.part`) and renamed, and indexed
 only after the rename, so a reader never sees half a clip. A clip whose file went missing or
 changed size is dropped when looked up (the caller regenerates it); `verify` also re-hashes
@@ -57,6 +57,7 @@ MARKER_TEXT = (
     "# Backup and archiving tools that honour cache directory tags skip this folder.\n"
 )
 STRAY = "stray"  # where files the cache did not make are moved
+CLIP_MODE = 0o600  # cached clips are private to the user; exports follow the umask (export.py)
 KEY = re.compile(r"[0-9a-f]{32}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _CLIP_FILE = re.compile(r"(?P<key>[0-9a-f]{32})\.wav")

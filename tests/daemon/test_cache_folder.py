@@ -1,14 +1,21 @@
-"""The cache folder through a real `sao-live serve`: what it deletes, what it moves aside."""
+"""The cache folder through a real `sao-live serve`: what it deletes, what it moves aside, file modes."""
 
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
+
+from sao_live.audio import write_audio
+from sao_live.daemon.export import export_clip
 from sao_live.daemon.preflight import free_port
-from sao_live.daemon.store import ClipStore
+from sao_live.daemon.store import CLIP_MODE, ClipStore
+from sao_live.request import Request
 from sao_live.testing.daemon import DaemonProcess
 
 from .test_store import assert_moved_aside, put, user_files
@@ -51,3 +58,36 @@ def test_serve_refuses_a_folder_of_the_users_own_at_once(tmp_path):
     assert f"the cache folder {music} is not a sao-live cache" in result.stderr and "Traceback" not in result.stderr
     assert all(path.read_bytes() == content for path, content in files.items())
     assert sorted(p.name for p in music.iterdir()) == ["clips"]  # no index, no tag
+
+
+def test_cached_clips_are_private_and_exports_follow_the_umask(tmp_path, tiny_t5):
+    umask = os.umask(0o027)  # the daemon inherits it; 0o027 tells "follows the umask" from a fixed 0644
+    try:
+        daemon = DaemonProcess(tmp_path, tiny_t5, config=QUIET).start()
+    finally:
+        os.umask(umask)
+    try:
+        client = daemon.client()
+        kind, args = client.request("/sao/gen", "m", "kick drum", 0.5, "seed", 3, "steps", 2)
+        assert kind == "/sao/done", args
+        exported = Path(args[1])
+        (cached,) = (daemon.cache_dir / "clips").rglob("*.wav")
+        assert stat.S_IMODE(cached.stat().st_mode) == 0o600
+        assert exported.parent == daemon.export_dir and stat.S_IMODE(exported.stat().st_mode) == 0o640
+        client.close()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_saved_files_follow_the_umask_and_cache_files_are_private(tmp_path):
+    """write_audio (generate's output) and export_clip follow the umask; the cache's mode is exact."""
+    audio = np.zeros((2, 4410), dtype=np.float32)
+    umask = os.umask(0o027)
+    try:
+        saved = write_audio(tmp_path / "saved.wav", audio, 44100)
+        cached = write_audio(tmp_path / "cached.wav", audio, 44100, "wav", "32f", mode=CLIP_MODE)
+        exported = export_clip(saved, tmp_path / "daw", Request("kick", 0.1, 1))
+    finally:
+        os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (saved, cached, exported)}
+    assert modes == {"saved.wav": 0o640, "cached.wav": 0o600, exported.name: 0o640}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,8 @@ from ..errors import CheckpointError, ModelAccessError
 
 if TYPE_CHECKING:
     import torch  # imported where it is used: the daemon checks model folders without loading torch
+
+    from .config import ModelConfig
 
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 DERIVED_BUFFERS = (".inv_freq", "_norm.beta")  # recomputed, may be absent from a file
@@ -98,15 +101,19 @@ def resolve_model_files(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def check_model_source(source: str | os.PathLike) -> None:
-    """Raises what loading `source` would raise about missing files, without reading any: for a
-    folder, and for a hub repo id while the hub is out of reach. Random models pass."""
+    """Raises what loading `source` would raise about missing files or a bad model_config.json,
+    without reading the weights: for a folder, and for a hub repo id while the hub is out of
+    reach. Random models pass."""
     from huggingface_hub import constants
+
+    from .config import ModelConfig
 
     if str(source) in RANDOM_MODELS:
         return
     if is_hub_id(source) and not constants.HF_HUB_OFFLINE and hub_unreachable() is None:
         return  # the worker downloads it
-    resolve_model_files(source)
+    config, _ = resolve_model_files(source)
+    ModelConfig.from_file(config)  # every size within bounds: a bad one fails here, not after a load
 
 
 def is_hub_id(source: str | os.PathLike) -> bool:
@@ -210,6 +217,50 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors (expected a 'state_dict' entry)")
     return data
+
+
+def check_sizes(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Compares the config's main sizes with the shapes of the checkpoint's tensors, before the model
+    is built: CheckpointError naming the config key, its value, and what the file holds."""
+    dit, vae = cfg.dit, cfg.autoencoder
+    layers = {int(m[1]) for k in shapes if (m := re.match(r"model\.model\.transformer\.layers\.(\d+)\.", k))}
+    problems = []
+    if layers and len(layers) != dit.depth:
+        problems.append(f"diffusion depth is {dit.depth}, but the file holds {len(layers)} transformer layers")
+    # (config key, its value, tensor, dimension that holds it)
+    facts = [
+        ("diffusion embed_dim", dit.embed_dim, "model.model.transformer.project_in.weight", 0),
+        ("diffusion io_channels", dit.io_channels, "model.model.transformer.project_in.weight", 1),
+        (
+            "diffusion embed_dim / num_heads",
+            dit.head_dim,
+            "model.model.transformer.layers.0.self_attn.q_norm.weight",
+            0,
+        ),
+        ("diffusion cond_token_dim", dit.cond_token_dim, "model.model.to_cond_embed.0.weight", 1),
+        ("diffusion global_cond_dim", dit.global_cond_dim, "model.model.to_global_embed.0.weight", 1),
+        ("pretransform encoder channels", vae.encoder.channels, "pretransform.model.encoder.layers.0.weight_v", 0),
+        ("pretransform latent_dim", vae.latent_dim, "pretransform.model.decoder.layers.0.weight_v", 1),
+    ]
+    facts += [
+        (
+            "conditioning cond_dim",
+            cfg.conditioning.cond_dim,
+            f"conditioner.conditioners.{n.id}.embedder.embedding.1.weight",
+            0,
+        )
+        for n in cfg.conditioning.numbers
+    ]
+    for key, value, tensor, dim in facts:
+        shape = shapes.get(tensor)
+        if shape is not None and len(shape) > dim and shape[dim] != value:
+            problems.append(f"{key} is {value}, but the file's {tensor} is {shape[dim]} there (shape {tuple(shape)})")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match its model_config.json: "
+            + "; ".join(problems)
+            + ". Use the model_config.json that was published with these weights"
+        )
 
 
 def _listing(names: list[str], limit: int = 8) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import socket
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -198,7 +200,8 @@ def _download(repo: str) -> tuple[Path, Path]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file or a .ckpt (loaded with weights_only=True)."""
+    """Tensors of a .safetensors file or a .ckpt (loaded with weights_only=True), memory-mapped:
+    nothing is read into memory until a tensor is used."""
     import torch
 
     size = path.stat().st_size
@@ -207,7 +210,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs the zip layout of torch.save; an older pickle-only file is read whole
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        raise _unpickling_error(path, err) from None
     except Exception as err:
         raise CheckpointError(
             f"cannot read {path} ({size:,} bytes): {err}. The file is truncated or damaged: download it again"
@@ -217,6 +223,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors (expected a 'state_dict' entry)")
     return data
+
+
+def _unpickling_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """A .ckpt the weights-only unpickler refused: code it would have run, or a damaged file."""
+    code = re.search(r"GLOBAL ([\w.]+)", str(err))  # what torch names when the pickle imports something
+    if code is None:
+        detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(err))
+        return CheckpointError(
+            f"cannot read {path}: {detail[1] if detail else str(err).splitlines()[0]}. The file is truncated or "
+            "damaged, or not a PyTorch checkpoint: download it again"
+        )
+    return CheckpointError(
+        f"refused to load {path}: besides tensors it holds code that would run when the file is loaded "
+        f"(it uses {code[1]}). sao-live loads checkpoints as weights only and did not run it. Use the "
+        "model's model.safetensors file instead (it can hold only tensors), from the publisher's repository"
+    )
 
 
 def check_sizes(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:

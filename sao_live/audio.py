@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -43,25 +43,55 @@ def subtype_for(fmt: str, bit_depth: str | None) -> str:
     return SUBTYPES[(fmt, bit_depth)]
 
 
+def create_temporary(folder: Path, prefix: str, suffix: str, mode: int | None = None) -> tuple[int, Path]:
+    """A new file `folder/<prefix><random><suffix>`, open for reading and writing: (fd, path).
+
+    Unlike mkstemp's (always 0600), its mode is 0666 less the umask, like any file the user
+    saves; `mode` gives exact permission bits instead (the cache's clips are private).
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = Path(folder) / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            if mode is not None:
+                os.chmod(path, mode)
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        return fd, path
+    raise FileExistsError(f"no free temporary name like {prefix}*{suffix} in {folder}")
+
+
 def write_audio(
-    path: str | Path, audio: np.ndarray, sample_rate: int, fmt: str = "wav", bit_depth: str | None = "24"
+    path: str | Path,
+    audio: np.ndarray,
+    sample_rate: int,
+    fmt: str = "wav",
+    bit_depth: str | None = "24",
+    mode: int | None = None,
 ) -> Path:
     """Writes float audio (channels, samples) to `path` through a temporary file and a rename.
 
     Integer formats clip to [-1, 1]; 32-bit float keeps the values as they are.
     A reader never sees a half-written file, and a failure leaves nothing behind.
+    The file's mode follows the umask, or is `mode` when given.
     """
     path = Path(path)
     subtype = subtype_for(fmt, bit_depth)
     frames = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T)  # (samples, channels)
     if subtype != "FLOAT":
         frames = np.clip(frames, -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = create_temporary(path.parent, f".{path.name}.", ".part", mode)
     try:
         with os.fdopen(fd, "wb") as f:
             sf.write(f, frames, sample_rate, subtype=subtype, format=fmt.upper())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -10,7 +10,12 @@ from pathlib import Path
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("cache", help="list, check or clear the clip cache")
     p.add_argument("action", choices=("ls", "info", "clear", "verify"))
-    p.add_argument("--fix", action="store_true", help="verify: drop bad clips (made again when asked) and stray files")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="verify: drop bad clips (made again when asked), delete the cache's own leftovers, "
+        "move other files to the cache's stray/ folder",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="default: the one in the settings")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
     return p
@@ -18,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from ..daemon.settings import Settings
-    from ..daemon.store import ClipStore
+    from ..daemon.store import STRAY, ClipStore
 
     settings = Settings.load(args.config, cache_dir=args.cache_dir)
     store = ClipStore(settings.cache_dir, settings.cache_max_mb * 2**20).open()
@@ -35,8 +40,11 @@ def run(args) -> int:
             limit = f"{settings.cache_max_mb} MB" if settings.cache_max_mb else "none"
             print(f"folder: {store.root}\nclips: {count}\nsize: {size / 2**20:.1f} MB (limit {limit})")
             print(f"interrupted jobs: {len(store.journal())}")
+            stray = store.root / STRAY
+            if stray.is_dir():
+                print(f"moved aside (not made by the cache): {sum(1 for _ in stray.rglob('*'))} entries in {stray}")
         elif args.action == "clear":
-            print(f"removed {store.clear()} clips from {store.root}")
+            print(f"removed {store.clear()} clips from {store.root} (other files are left alone)")
         else:
             problems = store.verify(fix=args.fix)
             for what, problem in problems:

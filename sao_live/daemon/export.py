@@ -5,6 +5,7 @@ for loops (`_1bar_` for one bar). The slug is the prompt in lower-case ASCII wor
 never a path and never a name Windows reserves. The file is written to a hidden temporary
 name in the same folder and then hard-linked to its name, which fails rather than replace a
 file that exists (the DAW may hold it): the next free `_2`, `_3`, ... suffix is used instead.
+Its mode is that of any file the user saves (0666 less the umask), unlike the cache's private clips.
 24-bit WAV by default (16-bit, 32-bit float or 24-bit FLAC on request); the request as JSON in
 the comment (WAV LIST/ICMT, FLAC Vorbis comment); for WAV loops an ACID chunk with the tempo
 and beat count, which Ableton Live, Bitwig and Reaper read.
@@ -16,14 +17,13 @@ import json
 import os
 import re
 import struct
-import tempfile
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from ..audio import subtype_for
+from ..audio import create_temporary, subtype_for
 from ..request import EXPORT_FORMATS, Request
 
 SLUG_MAX = 48
@@ -115,8 +115,8 @@ def export_clip(source: Path, folder: Path, request: Request, fmt: str = "wav", 
     if subtype != "FLOAT":
         audio = np.clip(audio, -1.0, 1.0)
     comment = json.dumps({"sao_live": request.to_dict(), **(meta or {})}, sort_keys=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".part", dir=folder)
-    tmp = Path(tmp_name)
+    # Mode 0666 less the umask, like any file the user saves (the DAW may run as another user).
+    fd, tmp = create_temporary(folder, TEMP_PREFIX, ".part")
     try:
         with (
             os.fdopen(fd, "w+b") as f,
@@ -126,7 +126,6 @@ def export_clip(source: Path, folder: Path, request: Request, fmt: str = "wav", 
             out.write(audio)
         if container == "wav" and request.bars is not None:
             append_chunk(tmp, acid_chunk(request.bpm, max(1, round(request.bars * 4))))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the DAW (maybe another user) reads it
         return _link_free_name(tmp, folder, export_name(request, container))
     finally:
         tmp.unlink(missing_ok=True)

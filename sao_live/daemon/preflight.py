@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import SaoLiveError
 from .settings import Settings
+from .store import check_cache_folder
 
 
 class PreflightError(SaoLiveError, RuntimeError):
@@ -28,6 +29,7 @@ def check(settings: Settings) -> None:
     check_udp_port(settings.host, settings.osc_port)
     check_allow(settings)
     check_folder(settings.cache_dir, "--cache-dir")
+    check_cache_folder(settings.cache_dir)  # a folder of the user's own is refused, never tidied
     if settings.export_dir is not None:
         check_folder(settings.export_dir, "--export-dir")
     if settings.set_file is not None and not settings.set_file.is_file():

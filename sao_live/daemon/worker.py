@@ -80,7 +80,7 @@ def _model_info(spec: dict, pipe) -> dict:
 def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> None:
     from ..audio import write_audio
     from ..errors import Cancelled
-    from .store import file_sha256
+    from .store import CLIP_MODE, file_sha256
 
     def progress(done: int, total: int) -> None:
         if job_id in cancelled:
@@ -100,7 +100,7 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
         audio = cut_loop(audio, round(loop_seconds * sr), round(XFADE_SECONDS * sr))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_audio(out, audio, result.sample_rate, "wav", "32f")
+    write_audio(out, audio, result.sample_rate, "wav", "32f", mode=CLIP_MODE)
     info = dict(
         bytes=out.stat().st_size,
         sha256=file_sha256(out),

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import socket
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -21,6 +24,8 @@ from ..errors import CheckpointError, ModelAccessError
 
 if TYPE_CHECKING:
     import torch  # imported where it is used: the daemon checks model folders without loading torch
+
+    from .config import ModelConfig
 
 WEIGHT_FILES = ("model.safetensors", "model.ckpt")
 DERIVED_BUFFERS = (".inv_freq", "_norm.beta")  # recomputed, may be absent from a file
@@ -98,15 +103,19 @@ def resolve_model_files(source: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def check_model_source(source: str | os.PathLike) -> None:
-    """Raises what loading `source` would raise about missing files, without reading any: for a
-    folder, and for a hub repo id while the hub is out of reach. Random models pass."""
+    """Raises what loading `source` would raise about missing files or a bad model_config.json,
+    without reading the weights: for a folder, and for a hub repo id while the hub is out of
+    reach. Random models pass."""
     from huggingface_hub import constants
+
+    from .config import ModelConfig
 
     if str(source) in RANDOM_MODELS:
         return
     if is_hub_id(source) and not constants.HF_HUB_OFFLINE and hub_unreachable() is None:
         return  # the worker downloads it
-    resolve_model_files(source)
+    config, _ = resolve_model_files(source)
+    ModelConfig.from_file(config)  # every size within bounds: a bad one fails here, not after a load
 
 
 def is_hub_id(source: str | os.PathLike) -> bool:
@@ -191,7 +200,8 @@ def _download(repo: str) -> tuple[Path, Path]:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file or a .ckpt (loaded with weights_only=True)."""
+    """Tensors of a .safetensors file or a .ckpt (loaded with weights_only=True), memory-mapped:
+    nothing is read into memory until a tensor is used."""
     import torch
 
     size = path.stat().st_size
@@ -200,7 +210,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs the zip layout of torch.save; an older pickle-only file is read whole
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        raise _unpickling_error(path, err) from None
     except Exception as err:
         raise CheckpointError(
             f"cannot read {path} ({size:,} bytes): {err}. The file is truncated or damaged: download it again"
@@ -210,6 +223,66 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors (expected a 'state_dict' entry)")
     return data
+
+
+def _unpickling_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """A .ckpt the weights-only unpickler refused: code it would have run, or a damaged file."""
+    code = re.search(r"GLOBAL ([\w.]+)", str(err))  # what torch names when the pickle imports something
+    if code is None:
+        detail = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(err))
+        return CheckpointError(
+            f"cannot read {path}: {detail[1] if detail else str(err).splitlines()[0]}. The file is truncated or "
+            "damaged, or not a PyTorch checkpoint: download it again"
+        )
+    return CheckpointError(
+        f"refused to load {path}: besides tensors it holds code that would run when the file is loaded "
+        f"(it uses {code[1]}). sao-live loads checkpoints as weights only and did not run it. Use the "
+        "model's model.safetensors file instead (it can hold only tensors), from the publisher's repository"
+    )
+
+
+def check_sizes(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]], source: str) -> None:
+    """Compares the config's main sizes with the shapes of the checkpoint's tensors, before the model
+    is built: CheckpointError naming the config key, its value, and what the file holds."""
+    dit, vae = cfg.dit, cfg.autoencoder
+    layers = {int(m[1]) for k in shapes if (m := re.match(r"model\.model\.transformer\.layers\.(\d+)\.", k))}
+    problems = []
+    if layers and len(layers) != dit.depth:
+        problems.append(f"diffusion depth is {dit.depth}, but the file holds {len(layers)} transformer layers")
+    # (config key, its value, tensor, dimension that holds it)
+    facts = [
+        ("diffusion embed_dim", dit.embed_dim, "model.model.transformer.project_in.weight", 0),
+        ("diffusion io_channels", dit.io_channels, "model.model.transformer.project_in.weight", 1),
+        (
+            "diffusion embed_dim / num_heads",
+            dit.head_dim,
+            "model.model.transformer.layers.0.self_attn.q_norm.weight",
+            0,
+        ),
+        ("diffusion cond_token_dim", dit.cond_token_dim, "model.model.to_cond_embed.0.weight", 1),
+        ("diffusion global_cond_dim", dit.global_cond_dim, "model.model.to_global_embed.0.weight", 1),
+        ("pretransform encoder channels", vae.encoder.channels, "pretransform.model.encoder.layers.0.weight_v", 0),
+        ("pretransform latent_dim", vae.latent_dim, "pretransform.model.decoder.layers.0.weight_v", 1),
+    ]
+    facts += [
+        (
+            "conditioning cond_dim",
+            cfg.conditioning.cond_dim,
+            f"conditioner.conditioners.{n.id}.embedder.embedding.1.weight",
+            0,
+        )
+        for n in cfg.conditioning.numbers
+    ]
+    for key, value, tensor, dim in facts:
+        shape = shapes.get(tensor)
+        if shape is not None and len(shape) > dim and shape[dim] != value:
+            problems.append(f"{key} is {value}, but the file's {tensor} is {shape[dim]} there (shape {tuple(shape)})")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match its model_config.json: "
+            + "; ".join(problems)
+            + ". Use the model_config.json that was published with these weights"
+        )
 
 
 def _listing(names: list[str], limit: int = 8) -> str:

@@ -12,7 +12,7 @@ from torch import nn
 from .conditioners import MultiConditioner
 from .config import ModelConfig
 from .dit import DiTWrapper, LayerNorm, RotaryEmbedding
-from .loading import load_matching
+from .loading import check_sizes, load_matching
 from .oobleck import Pretransform, fold_weight_norm
 
 
@@ -27,6 +27,7 @@ class StableAudioModel(nn.Module):
     @classmethod
     def from_state_dict(cls, cfg: ModelConfig, state: dict[str, torch.Tensor], source: str) -> StableAudioModel:
         """Builds on the meta device (no random init) and takes the file's tensors."""
+        check_sizes(cfg, {k: tuple(v.shape) for k, v in state.items()}, source)  # before building anything
         with torch.device("meta"):
             model = cls(cfg)
         load_matching(model, state, source)

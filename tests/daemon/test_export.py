@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 from dataclasses import replace
@@ -71,7 +72,9 @@ def test_default_export_is_24_bit_wav_with_the_request_as_json(tmp_path, source)
     data, _ = sf.read(out, dtype="float32")
     assert data[:, 1].max() <= 1.0 and data[:, 1].max() > 0.99  # clipped to full scale for integer PCM
     assert b"acid" not in riff_chunks(out)  # one-shots carry no tempo
-    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # like any file the user saves
 
 
 @pytest.mark.parametrize(("fmt", "container", "subtype"), [("wav16", "WAV", "PCM_16"), ("wav32f", "WAV", "FLOAT"),

@@ -7,12 +7,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sao_live.audio import write_audio
-from sao_live.daemon.store import ClipStore, file_sha256
+from sao_live.daemon.store import CacheFolderError, ClipStore, check_cache_folder, file_sha256
 
 RATE = 44100
 
@@ -59,13 +60,20 @@ def test_verify_finds_changed_bytes_and_strays(store):
     data = bytearray(bad.path.read_bytes())
     data[-8] ^= 0xFF  # same size, different content: only the hash sees it
     bad.path.write_bytes(bytes(data))
+    orphan = store.root / "clips" / "cc" / ("cc" + "1" * 30 + ".wav")
     stray = store.root / "clips" / "cc" / "cc-stray.wav"
     stray.parent.mkdir(parents=True)
+    orphan.write_bytes(b"RIFF")
     stray.write_bytes(b"RIFF")
     problems = dict(store.verify())
-    assert problems == {bad.key: "content changed (sha256 mismatch)", str(stray): "file not in the index"}
+    assert problems == {
+        bad.key: "content changed (sha256 mismatch)",
+        str(orphan): "clip file not in the index (--fix: deleted)",
+        str(stray): f"not made by the cache (--fix: moved to {store.root / 'stray'})",
+    }
     store.verify(fix=True)
-    assert [c.key for c in store.clips()] == [good.key] and not stray.exists()
+    assert [c.key for c in store.clips()] == [good.key] and not orphan.exists() and not stray.exists()
+    assert (store.root / "stray" / "clips" / "cc" / "cc-stray.wav").read_bytes() == b"RIFF"
     assert store.verify() == []
 
 
@@ -88,7 +96,7 @@ def test_recover_removes_partials_and_unindexed_files(store):
     orphan = kept.path.parent / ("aa" + "4" * 30 + ".wav")
     partial.write_bytes(b"half")
     orphan.write_bytes(b"whole but unknown")
-    assert store.recover() == (1, 1)
+    assert store.recover() == (1, 1, 0)
     assert kept.path.exists() and not partial.exists() and not orphan.exists()
 
 
@@ -245,12 +253,155 @@ def test_a_new_clip_is_kept_even_past_the_limit(tmp_path):
     store.close()
 
 
-def test_recover_knows_partials_by_their_name(store):
+def test_recover_knows_the_caches_files_by_their_names(store):
+    """Only `<key>.wav` and write_audio's `.<key>.wav.<random>.part`, with a key of the cache's
+    exact format in its own shard folder, count as the cache's; the rest is moved aside."""
+    key = "aa" + "5" * 30
     folder = store.root / "clips" / "aa"
     folder.mkdir(parents=True)
-    kept = [folder / "notes.part", folder / ".hidden.txt", folder / "readme.txt"]
-    for path in [*kept, folder / ".aa1.wav.x.part"]:
-        path.write_bytes(b"x")
-    assert store.recover() == (1, 0)
-    assert all(p.exists() for p in kept)
-    assert store.recover() == (0, 0)
+    others = [
+        folder / "notes.part",
+        folder / ".hidden.txt",
+        folder / "readme.txt",
+        folder / ".aa1.wav.x.part",  # not a key
+        folder / ("AA" + "5" * 30 + ".wav"),  # keys are lower-case
+        folder / ("bb" + "5" * 30 + ".wav"),  # in another key's shard
+        folder / f"{key}.wav.bak",
+    ]
+    for path in others:
+        path.write_bytes(path.name.encode())
+    (folder / f".{key}.wav.k2j4_x9z.part").write_bytes(b"half")
+    assert store.recover() == (1, 0, len(others))
+    for path in others:
+        moved = store.root / "stray" / path.relative_to(store.root)
+        assert moved.read_bytes() == path.name.encode() and not path.exists()
+    assert list(folder.iterdir()) == []
+    assert store.recover() == (0, 0, 0)
+
+
+def user_files(clips: Path) -> dict[Path, bytes]:
+    """A user's own files inside a cache's clips folder: a folder of songs, notes beside the
+    shard folders and inside one. Returns path -> content."""
+    files = {
+        clips / "album" / "my-song.wav": b"RIFF my own song",
+        clips / "album" / "cover.jpg": b"a picture",
+        clips / "notes.txt": b"my notes",
+        clips / "ab" / "notes.txt": b"more notes",
+    }
+    for path, content in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return files
+
+
+def assert_moved_aside(root: Path, files: dict[Path, bytes]) -> None:
+    for path, content in files.items():
+        assert not path.exists(), path
+        assert (root / "stray" / path.relative_to(root)).read_bytes() == content, path
+
+
+def test_verify_fix_moves_the_users_files_and_deletes_only_the_caches_leftovers(tmp_path, store):
+    clip = put(store, "ab" + "6" * 30)
+    files = user_files(store.root / "clips")
+    orphan = store.root / "clips" / "cd" / ("cd" + "6" * 30 + ".wav")
+    partial = store.root / "clips" / "cd" / (".cd" + "6" * 30 + ".wav.abcd1234.part")
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"RIFF unindexed")
+    partial.write_bytes(b"RIFF half")
+    store.close()
+    check = _cache(tmp_path, "verify")
+    assert check.returncode == 1 and "my-song" not in check.stdout  # the folder album is moved whole
+    assert f"{store.root / 'clips' / 'album'}: not made by the cache (--fix: moved to" in check.stdout
+    assert all(p.exists() for p in [*files, orphan, partial])  # without --fix nothing moves
+    fixed = _cache(tmp_path, "verify", "--fix")
+    assert fixed.returncode == 0, fixed.stderr
+    assert f"{store.root / 'clips' / 'notes.txt'}: not made by the cache: moved to" in fixed.stdout
+    assert f"{orphan}: clip file not in the index: deleted" in fixed.stdout
+    assert_moved_aside(store.root, files)
+    assert not orphan.exists() and not partial.exists() and clip.path.exists()
+    assert "0 problems, 1 clips" in _cache(tmp_path, "verify").stdout
+    # the same name again: moved beside the first, never over it
+    (store.root / "clips" / "notes.txt").write_bytes(b"new notes")
+    assert _cache(tmp_path, "verify", "--fix").returncode == 0
+    assert (store.root / "stray" / "clips" / "notes.txt").read_bytes() == b"my notes"
+    assert (store.root / "stray" / "clips" / "notes_2.txt").read_bytes() == b"new notes"
+    assert "moved aside (not made by the cache)" in _cache(tmp_path, "info").stdout
+
+
+@pytest.mark.parametrize("action", ["verify", "ls", "clear"])
+def test_a_folder_of_the_users_own_is_refused(tmp_path, action):
+    music = tmp_path / "music"
+    files = user_files(music / "clips")
+    (music / "song.flac").write_bytes(b"fLaC")
+    before = sorted(p.relative_to(music) for p in music.rglob("*"))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    cmd = [sys.executable, "-m", "sao_live.cli", "cache", action, "--fix", "--cache-dir", str(music)]
+    result = subprocess.run(cmd if action == "verify" else cmd[:5] + cmd[6:], capture_output=True, text=True, env=env)
+    assert result.returncode == 2, result
+    assert f"the cache folder {music} is not a sao-live cache" in result.stderr
+    assert "pass a new or empty folder as --cache-dir" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.relative_to(music) for p in music.rglob("*")) == before  # nothing written, nothing moved
+    assert all(path.read_bytes() == content for path, content in files.items())
+
+
+def test_a_new_or_empty_folder_becomes_a_tagged_cache(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".DS_Store").write_bytes(b"finder")  # a file manager's, not the user's work
+    for name in ("new", "empty"):
+        ClipStore(tmp_path / name).open().close()
+        tag = (tmp_path / name / "CACHEDIR.TAG").read_text()
+        assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55\n") and "sao-live" in tag
+        assert check_cache_folder(tmp_path / name) == "tagged"
+
+
+def test_another_programs_cache_tag_is_refused(tmp_path):
+    other = tmp_path / "target"
+    other.mkdir()
+    (other / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n# created by cargo\n")
+    with pytest.raises(CacheFolderError, match="another program's"):
+        ClipStore(other).open()
+    assert sorted(p.name for p in other.iterdir()) == ["CACHEDIR.TAG"]
+
+
+def test_a_cache_from_before_the_tag_is_adopted_and_its_leftovers_moved_once(tmp_path):
+    store = ClipStore(tmp_path / "old").open()
+    clip = put(store, "ab" + "7" * 30)
+    store.close()
+    (store.root / "CACHEDIR.TAG").unlink()  # as an older sao-live left it
+    orphan = store.root / "clips" / "cd" / ("cd" + "7" * 30 + ".wav")
+    orphan.parent.mkdir()
+    orphan.write_bytes(b"RIFF unindexed")
+    store = ClipStore(store.root).open()
+    assert (store.root / "CACHEDIR.TAG").is_file() and not store.owns_files
+    assert store.recover() == (0, 0, 1)  # not tagged before this start: moved, not deleted
+    assert (store.root / "stray" / orphan.relative_to(store.root)).read_bytes() == b"RIFF unindexed"
+    assert store.get(clip.key) is not None
+    store.close()
+    orphan.write_bytes(b"RIFF unindexed")
+    store = ClipStore(store.root).open()
+    assert store.owns_files and store.recover() == (0, 1, 0)  # tagged now: its own leftovers go
+    store.close()
+
+
+def test_clear_removes_indexed_clips_only(tmp_path, store):
+    clip = put(store, "ab" + "8" * 30)
+    files = user_files(store.root / "clips")
+    orphan = store.root / "clips" / "ab" / ("ab" + "9" * 30 + ".wav")
+    orphan.write_bytes(b"RIFF unindexed")
+    store.close()
+    clear = _cache(tmp_path, "clear")
+    assert clear.returncode == 0 and "removed 1 clips" in clear.stdout
+    assert not clip.path.exists() and orphan.exists()
+    assert all(path.read_bytes() == content for path, content in files.items())
+
+
+def test_a_key_that_is_not_a_key_never_names_a_file(tmp_path, store):
+    """An edited index cannot make `clear` or eviction delete a file outside the cache."""
+    victim = tmp_path / "victim.wav"
+    key = "../victim"
+    assert Path(os.path.normpath(store.clip_path(key))) == victim
+    victim.write_bytes(b"RIFF keep me")
+    with store.db:
+        store.db.execute("INSERT INTO clips VALUES (?, 'f', 12, 'x', 1.0, 1, 44100, '{}', 0, 0, 0)", (key,))
+    assert store.clear() == 1 and store.stats() == (0, 0)
+    assert victim.read_bytes() == b"RIFF keep me"

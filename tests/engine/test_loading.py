@@ -108,7 +108,7 @@ def test_wrong_config_for_the_weights(tiny_checkpoint, tiny_t5, tmp_path):
     config = json.loads((tiny_checkpoint / "model_config.json").read_text())
     config["model"]["diffusion"]["config"]["depth"] = 3
     folder = _copy_model(tiny_checkpoint, tmp_path / "deeper", config=config)
-    with pytest.raises(CheckpointError, match="missing: model.model.transformer.layers.2"):
+    with pytest.raises(CheckpointError, match="diffusion depth is 3, but the file holds 2 transformer layers"):
         StableAudioPipeline.from_pretrained(folder, tiny_t5, device="cpu")
 
 
@@ -119,22 +119,38 @@ def test_truncated_file_says_download_again(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match="truncated or damaged: download it again"):
         read_state_dict(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
-    (folder / "model.ckpt").write_bytes((tiny_checkpoint / "state.ckpt").read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match="truncated or damaged"):
-        read_state_dict(folder / "model.ckpt")
+    for cut in (5000, -200):  # without the zip directory; without the last tensor bytes
+        ckpt = (tiny_checkpoint / "state.ckpt").read_bytes()
+        (folder / "model.ckpt").write_bytes(ckpt[:cut])
+        with pytest.raises(CheckpointError, match="truncated or damaged") as info:
+            read_state_dict(folder / "model.ckpt")
+        assert "code" not in str(info.value)
 
 
-def test_ckpt_with_code_is_refused(tmp_path):
-    """weights_only=True: a pickle that would run code is refused, not executed."""
+class RunsCode:
+    """Pickles as a call of os.getpid: harmless, but code that an unsafe load would run."""
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+    def __reduce__(self):
+        return (os.getpid, ())
 
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "evil": Evil()}, tmp_path / "model.ckpt")
-    with pytest.raises(CheckpointError, match="cannot read"):
-        read_state_dict(tmp_path / "model.ckpt")
-    assert not (tmp_path / "pwned").exists()
+
+@pytest.mark.parametrize("layout", ["zip", "legacy"])
+def test_ckpt_with_code_is_refused_and_says_so(tmp_path, layout):
+    """weights_only=True: a pickle that would run code is refused, not run, and the message says
+    why (not "truncated"), pointing at the .safetensors file."""
+    path = tmp_path / "model.ckpt"
+    torch.save(
+        {"state_dict": {"x": torch.zeros(1)}, "extra": RunsCode()},
+        path,
+        _use_new_zipfile_serialization=layout == "zip",
+    )
+    assert torch.load(path, weights_only=False)["extra"] == os.getpid()  # what an unsafe load would do
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(path)
+    message = str(info.value)
+    assert f"refused to load {path}: besides tensors it holds code that would run when the file is loaded" in message
+    assert f"(it uses {os.getpid.__module__}.getpid)" in message and "model.safetensors" in message
+    assert "truncated" not in message
 
 
 def test_missing_files_say_what_is_needed(tmp_path, tiny_checkpoint):

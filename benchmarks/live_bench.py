@@ -70,8 +70,9 @@ def main() -> None:
     t5 = build_tiny_text_encoder(root / "t5")
     jack_log = Path(os.environ.setdefault("SAO_JACK_LOG", str(root / "jackd.log")))
     server = JackServer(f"saobench{os.getpid()}", sync=False)  # jackd's default mode, as a live setup runs it
-    (root / "loops.toml").write_text(LOOPS)
-    config = dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0)
+    (root / "sets").mkdir()
+    (root / "sets" / "loops.toml").write_text(LOOPS)
+    config = dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0, sets_dir=str(root / "sets"))
     if args.model:
         daemon = DaemonProcess(root / "d", args.text_encoder or t5, config=config, model=args.model)
     else:
@@ -87,7 +88,7 @@ def main() -> None:
         c.send("/sao/status")
         clips0 = c.wait_for("/sao/status")[3]
         t0 = time.monotonic()
-        c.send("/sao/load", str(root / "loops.toml"))
+        c.send("/sao/load", "loops")
         loaded = c.wait_for("/sao/loaded", timeout=600)
         took = time.monotonic() - t0
         c.send("/sao/status")

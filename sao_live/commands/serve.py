@@ -46,6 +46,12 @@ def add_live_arguments(p: argparse.ArgumentParser) -> None:
         help="a set file (TOML) to pre-render and load before ready (docs/sets.md)",
     )
     p.add_argument(
+        "--sets-dir",
+        type=Path,
+        default=None,
+        help="the folder /sao/load takes sets from, by name (default: sets in the user data folder)",
+    )
+    p.add_argument(
         "--audio-device",
         default=None,
         help="output device: index or part of its name or host API (JACK); none: no sound",
@@ -76,6 +82,7 @@ def run(args) -> int:
         cache_dir=args.cache_dir,
         cache_max_mb=args.cache_max_mb,
         set_file=args.set_file,
+        sets_dir=args.sets_dir,
         audio_device=args.audio_device,
         midi_in=args.midi_in,
         midi_api=args.midi_api,

@@ -8,10 +8,11 @@ service; pads, playback and the live settings: the stage; bpm: the one Tempo) an
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..live.sets import SetError
+from ..live.sets import SetError, set_file
 from ..live.stage import STAGE_PARAMS, Stage
 from ..request import Request
 from ..runtime import Runtime
@@ -21,6 +22,8 @@ from .workers import WorkerSupervisor
 
 if TYPE_CHECKING:
     from ..live.player import Take
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,14 +118,22 @@ class Controller:
     def set_bank(self, bank) -> int:
         return self.stage.pads.set_bank(bank)
 
-    def load(self, ctx: Context, path: str) -> None:
-        """Loads a set in the background; `/sao/loaded` when it is ready, `/sao/error` if not."""
+    def load(self, ctx: Context, name: str) -> None:
+        """Loads set `name` from the sets folder in the background; `/sao/loaded` when it is ready,
+        `/sao/error` if not. A bad name is refused at once (SetError `bad_set_name`). The client
+        hears what is wrong with the file, never what is in it: the full reason goes to the log."""
+        path = set_file(self.service.settings.sets_dir, name)
 
         async def run():
             try:
-                live = await self.stage.pads.load_set(path)
+                live = await self.stage.pads.load_set(path, shown=path.name, replaceable=True)
             except SetError as err:
-                self.reply(ctx, "/sao/error", ctx.id, err.code, str(err)[:300])
+                log.warning("/sao/load %s from %s: %s (%s)", path.name, ctx.host, err, err.code)
+                self.reply(ctx, "/sao/error", ctx.id, err.code, err.public[:300])
+                return
+            except Exception as err:  # a bug: the sender still gets an answer
+                log.exception("/sao/load %s from %s", path.name, ctx.host)
+                self.reply(ctx, "/sao/error", ctx.id, "internal", f"internal error: {type(err).__name__}")
                 return
             self.reply(ctx, "/sao/loaded", live.name, len(live.pads), len(live.banks))
 

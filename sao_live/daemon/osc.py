@@ -197,9 +197,11 @@ def bank(c: Controller, ctx: Context, atoms: tuple) -> None:
 
 def load(c: Controller, ctx: Context, atoms: tuple) -> None:
     if len(atoms) != 1 or not isinstance(atoms[0], str):
-        raise RequestError("bad_args", f"/sao/load takes one set file path, got {list(atoms)!r}"[:300])
+        raise RequestError(
+            "bad_args", f"/sao/load takes one set name (a file in the sets folder), got {list(atoms)!r}"[:300]
+        )
     ctx.id = atoms[0][:64]
-    c.load(ctx, atoms[0])
+    c.load(ctx, atoms[0])  # a name that is not a plain file name: SetError bad_set_name, answered below
 
 
 HANDLERS = {

@@ -102,11 +102,12 @@ PROTOCOL: tuple[Row, ...] = (
     ),
     Row(
         "/sao/load",
-        "`<path>` (a set file, TOML, on the daemon's machine)",
+        "`<name>`: a set in the daemon's sets folder (`--sets-dir`), e.g. `live-set` or `live-set.toml`",
         "`/sao/render <set> <ready> <total>` as pads become ready, then `/sao/loaded <set> <pads> <banks>`",
-        "bad_set (with file:line: reason), no_file",
+        "bad_set_name, no_file, bad_set (with file:line: reason; never the file's values), cancelled",
         "Load a set: a broken file is rejected and the running set stays; every pad is pre-rendered, "
-        "then the new set replaces the old one.",
+        "then the new set replaces the old one. A later `/sao/load` replaces one still pre-rendering "
+        "(its takes not made yet are cancelled; its sender gets `cancelled`).",
     ),
     Row(
         "/sao/cancel",
@@ -232,7 +233,8 @@ ERRORS = {
     "no_set": "no set is loaded",
     "no_audio": "the daemon runs without an audio device (export only)",
     "bad_set": "the set file is broken (the message names file, line and reason); the running set stays",
-    "no_file": "the set file does not exist",
+    "bad_set_name": "not a set name: letters, digits, spaces, '-', '_', '.'; no '/', no leading '.', no '..'",
+    "no_file": "no set of that name in the sets folder",
     "internal": "a bug in sao-live (logged with its traceback)",
 }
 

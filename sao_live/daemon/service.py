@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 from pathlib import Path
@@ -71,13 +72,21 @@ class ClipService:
         return request.resolved(self.model, self.params.values)
 
     def obtain(self, request: Request) -> asyncio.Future:
-        """The daemon's own request (a set's pre-render or refill): a future for its Clip, or its RequestError."""
+        """The daemon's own request (a set's pre-render or refill): a future for its Clip, or its RequestError.
+
+        Cancelling the future gives the request up: its job leaves the queue (or stops, when
+        running) unless a client waits for the same clip."""
         request = self.resolve(request)
         future = asyncio.get_running_loop().create_future()
         rid = f"internal:{next(self._internal)}"
         self._waiters[rid] = future
+        future.add_done_callback(functools.partial(self._given_up, rid))
         self.runtime.spawn(self._serve(request, Requester("", 0, rid, request.priority, None), False))
         return future
+
+    def _given_up(self, rid: str, future: asyncio.Future) -> None:
+        if future.cancelled() and self._waiters.pop(rid, None) is not None:
+            self._let_go(self.sched.cancel(("", 0), rid), "the daemon no longer needs this clip")
 
     def submit(self, host: str, port: int, id: int | str, request: Request, trigger: bool, play: int = 0) -> None:
         """A client's request; its events go to (host, port), the target its replies go to."""
@@ -120,6 +129,8 @@ class ClipService:
         if not self.accepting:
             self.bus.publish(Failed(r, "shutting_down", "the daemon is stopping and takes no new requests"))
             return
+        if not r.host and r.id not in self._waiters:
+            return  # the daemon gave its own request up while the store was asked
         # No await from here to submit: a twin request arriving meanwhile finds this job.
         twin = self.sched.find_family(family) if any_seed else None
         if twin is not None:
@@ -219,6 +230,9 @@ class ClipService:
                     self._end(job)
                     continue
                 clip = await self.runtime.io(self.store.get, job.key)
+                if job.cancelled or not job.requesters:  # given up while the store was asked
+                    self._end(job)
+                    continue
                 if clip is not None:  # made while this job waited (a twin request raced it)
                     self._end(job, drop_journal=False)
                     for r in job.requesters:
@@ -343,17 +357,21 @@ class ClipService:
     def cancel(self, target: tuple[str, int], id: int | str | None) -> int:
         """Cancels `id` (or all, None) of the requests answered at `target`; returns how many requesters let go."""
         removed = self.sched.cancel(target, id)
+        self._let_go(removed, "cancelled by /sao/cancel")
+        if id is not None and not removed:
+            raise RequestError("unknown_id", f"no queued or running request {id!r} from this sender")
+        return len(removed)
+
+    def _let_go(self, removed: list, why: str) -> None:
+        """Tells cancelled requesters why; a running job nobody waits for stops, a queued one leaves the journal."""
         for job, r in removed:
-            self.bus.publish(Cancelled(r, "cancelled by /sao/cancel"))
+            self.bus.publish(Cancelled(r, why))
             if job is self.sched.running and job.cancelled:
                 self.workers.send(("cancel", self._worker_job))
             elif not job.requesters:
                 self.runtime.io_nowait(self.store.journal_drop, job.key)
             else:
                 self._journal(job)
-        if id is not None and not removed:
-            raise RequestError("unknown_id", f"no queued or running request {id!r} from this sender")
-        return len(removed)
 
     async def status(self) -> tuple:
         """(ready, queued, running, clips, cache MB, worker pid), as /sao/status begins."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_cache_dir, user_config_dir
+from platformdirs import user_cache_dir, user_config_dir, user_data_dir
 
 from ..errors import SaoLiveError
 from ..live.tempo import Tempo
@@ -38,6 +38,10 @@ def default_config_file() -> Path:
 
 def default_cache_dir() -> Path:
     return Path(user_cache_dir("sao-live")) / "clips"
+
+
+def default_sets_dir() -> Path:
+    return Path(user_data_dir("sao-live")) / "sets"
 
 
 def _one_of(words) -> str:
@@ -82,6 +86,7 @@ class Settings:
     midi_in: str | None = None  # None: a virtual input port "sao-live"; a name: that existing port; "none": off
     midi_api: str | None = None  # rtmidi API, e.g. UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM
     set_file: Path | None = None  # a set to pre-render and load before /sao/ready
+    sets_dir: Path = field(default_factory=default_sets_dir)  # /sao/load <name> loads <name>.toml from here only
     quantize: str = "off"  # off, beat, bar: when launches start
     tempo_source: str = "fixed"  # fixed, midi (clock), link (Ableton Link, needs aalink)
 
@@ -89,7 +94,7 @@ class Settings:
         put = object.__setattr__
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("cache_dir", "export_dir", "set_file") and value is not None:
+            if f.name in ("cache_dir", "export_dir", "set_file", "sets_dir") and value is not None:
                 put(self, f.name, Path(value).expanduser())
         for name in ("osc_port", "reply_port"):
             port = getattr(self, name)

@@ -7,7 +7,9 @@ with one variation always plays its one take.
 
 Clips come in through `obtain(request)` (a future for the clip, from the clip service) and the
 event bus (`on_event`: a finished clip for `/sao/play <id>`, played at once for a trigger or a
-loop). Loop lengths and the prompt's tempo follow the one Tempo.
+loop). Loop lengths and the prompt's tempo follow the one Tempo. A set's pre-render asks for
+a few takes at a time (`ahead`, a small part of the queue), and cancels the futures of what it
+asked for when it fails or a newer `/sao/load` replaces it (the service then drops the jobs).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from ..runtime import Runtime
 from .audio_supervisor import AudioSupervisor
 from .mixer import LOOP, MODES
 from .player import Take
-from .sets import LiveSet, Pad, SetError, load_set
+from .sets import LiveSet, Pad, SetError, load_set, value_free
 from .tempo import Tempo
 
 log = logging.getLogger(__name__)
 MAX_ID_TAKES = 64  # takes kept for /sao/play <id>, most recent
+PRERENDER_AHEAD = 8  # at most this many of a set's takes are asked for at once
 
 
 @dataclass
@@ -39,6 +42,33 @@ class PadState:
     last: Take | None = None
     next_seed: int = 0
     refilling: int = 0
+    refills: set = field(default_factory=set)  # its refill tasks, cancelled when another set replaces this one
+
+
+class _Loading:
+    """A set being loaded: its pre-render takes in flight, and whether a newer load replaced it."""
+
+    def __init__(self, shown: str, replaceable: bool):
+        self.shown = shown
+        self.replaceable = replaceable
+        self.takes: set[asyncio.Future] = set()
+        self.replaced_by: str | None = None
+
+    def give_way(self, newer: str) -> None:
+        self.replaced_by = newer
+        self.cancel_takes()
+
+    def check(self) -> None:
+        if self.replaced_by is not None:
+            message = f"loading {self.shown} stopped: /sao/load {self.replaced_by} replaced it before it was ready"
+            raise SetError(message, code="cancelled")
+
+    def cancel_takes(self) -> None:
+        """Cancels the takes not made yet: the clip service lets go of their queued jobs."""
+        for task in self.takes:
+            if not task.cancel() and not task.cancelled():
+                task.exception()  # a failure after the first: already answered, not a lost error
+        self.takes = set()
 
 
 class PadBank:
@@ -52,6 +82,7 @@ class PadBank:
         resolve: Callable[[Request], Request],
         quantize: str = "off",
         velocity_curve: float = 1.5,
+        queue_size: int = 256,
     ):
         self.runtime = runtime
         self.replies = replies  # send(target, address, *args) and announce(address, *args)
@@ -65,7 +96,9 @@ class PadBank:
         self.bank = 0
         self.pads: dict[tuple[int, int], PadState] = {}
         self.by_id: collections.OrderedDict = collections.OrderedDict()  # request id -> Take
-        self._loading = False
+        self._loading: _Loading | None = None
+        # A set's takes asked for at once: enough to keep the worker busy, a small part of the queue.
+        self.ahead = max(1, min(PRERENDER_AHEAD, queue_size // 4))
         audio.holders.append(self)
 
     # ------------------------------------------------------------ clips by request id
@@ -112,7 +145,7 @@ class PadBank:
 
     def _pad(self, index: int) -> Pad:
         if self.set is None:
-            raise RequestError("no_set", "no set is loaded; /sao/load <path> or sao-live serve --set FILE")
+            raise RequestError("no_set", "no set is loaded; /sao/load <name> or sao-live serve --set FILE")
         bank = self.set.banks[self.bank]
         if not 1 <= index <= len(bank):
             raise RequestError("unknown_pad", f"pad must be in [1, {len(bank)}] in bank {self.bank}, got {index!r}")
@@ -146,7 +179,7 @@ class PadBank:
             take = state.pool.popleft()
             state.last = take
         if pad.variations > 1 and len(state.pool) + state.refilling < pad.variations:
-            self.runtime.spawn(self._refill(state))
+            self._start_refill(state)
         g = pad.gain * (self.velocity_gain(velocity) if gain is None else gain)
         quantize = pad.quantize or ("bar" if pad.mode == "loop" and self.quantize != "off" else self.quantize)
         voice = player.play(take, g, MODES[pad.mode], pad.choke, self._tag(pad), self.audio.start_frame(quantize))
@@ -161,6 +194,11 @@ class PadBank:
 
     def _loop_seconds(self, pad: Pad, bpm: float) -> float | None:
         return bars_to_seconds(pad.bars, bpm) if pad.bars else None
+
+    def _start_refill(self, state: PadState) -> None:
+        task = self.runtime.spawn(self._refill(state))
+        state.refills.add(task)
+        task.add_done_callback(state.refills.discard)
 
     async def _refill(self, state: PadState) -> None:
         state.refilling += 1
@@ -190,14 +228,14 @@ class PadBank:
         state = self.pads[(pad.bank, pad.index)]
         state.pool.clear()
         for _ in range(state.pad.variations):
-            self.runtime.spawn(self._refill(state))
+            self._start_refill(state)
 
     def next_variation(self, index: int) -> None:
         """Drops the pad's next take (so the one after plays) and asks for a new one."""
         state = self.pads.get((self.bank, index))
         if state and state.pool:
             state.pool.popleft()
-            self.runtime.spawn(self._refill(state))
+            self._start_refill(state)
 
     def stop_all(self) -> None:
         if self.audio.player is not None:
@@ -205,43 +243,37 @@ class PadBank:
 
     # ------------------------------------------------------------ sets
 
-    async def load_set(self, path, progress=None) -> LiveSet:
+    async def load_set(self, path, progress=None, *, shown: str | None = None, replaceable: bool = False) -> LiveSet:
         """Reads, checks and pre-renders a set, then makes it the running one (SetError: the old one stays).
 
-        The set's tempo source applies from then on; with a fixed tempo its bpm becomes the tempo."""
-        if self._loading:
-            raise SetError("a set is already loading; wait for /sao/loaded")
-        self._loading = True
+        `shown` names the file in `SetError.public` (an OSC client's answer). A load that is
+        `replaceable` (one asked for over OSC) gives way to the next replaceable one: it ends with
+        SetError `cancelled` and its takes not made yet are cancelled. The set's tempo source
+        applies from then on; with a fixed tempo its bpm becomes the tempo."""
+        shown = shown or str(path)
+        old = self._loading
+        if old is not None:
+            if not (old.replaceable and replaceable):
+                raise SetError(f"the set {old.shown} is still loading; wait for /sao/loaded")
+            old.give_way(shown)
+        load = self._loading = _Loading(shown, replaceable)
         try:
-            live = await self.runtime.in_thread(load_set, path)
-            bpm = live.bpm if live.tempo_source == "fixed" else round(self.tempo.bpm, 3)
-            work = []
-            for pad in live.pads:
-                for seed in pad.seeds:
-                    try:
-                        self.resolve(pad.request(seed, bpm))
-                    except RequestError as err:
-                        raise SetError(f"{live.path}: bank {pad.bank} {pad.name} (note {pad.note}): {err}") from None
-                    work.append((pad, seed))
+            bpm_now = round(self.tempo.bpm, 3)
+            live, bpm, work = await self.runtime.in_thread(self._read, path, shown, bpm_now)
+            load.check()
             states = {(p.bank, p.index): PadState(p, next_seed=p.seeds[-1] + 1) for p in live.pads}
             total = len(work)
             self.replies.announce("/sao/render", live.name, 0, total)
             if progress:
                 progress(0, total)
 
-            async def one(pad: Pad, seed: int):
-                clip = await self.obtain(pad.request(seed, bpm))
-                return pad, await self.audio.prepare(clip, self._loop_seconds(pad, bpm))
-
-            for ready, next_done in enumerate(asyncio.as_completed([one(p, s) for p, s in work]), 1):
-                try:
-                    pad, take = await next_done
-                except RequestError as err:
-                    raise SetError(f"{live.path}: pre-rendering failed: {err} ({err.code})") from None
+            def ready(pad: Pad, take: Take, count: int) -> None:
                 states[(pad.bank, pad.index)].pool.append(take)
-                self.replies.announce("/sao/render", live.name, ready, total)
+                self.replies.announce("/sao/render", live.name, count, total)
                 if progress:
-                    progress(ready, total)
+                    progress(count, total)
+
+            await self._prerender(load, work, bpm, ready)
             for state in states.values():  # seed order, so a pool plays its seeds in the order written
                 order = {s: i for i, s in enumerate(state.pad.seeds)}
                 state.pool = collections.deque(sorted(state.pool, key=lambda t: order.get(t.seed, 0)))
@@ -249,6 +281,9 @@ class PadBank:
                 if state.pad.variations == 1:
                     state.pool.clear()
             self.stop_all()
+            for state in self.pads.values():  # the old set's refills: nobody will play them
+                for task in state.refills:
+                    task.cancel()
             self.set, self.pads, self.bank = live, states, 0
             await self.tempo.use_source(live.tempo_source)
             if live.tempo_source == "fixed":
@@ -258,7 +293,53 @@ class PadBank:
             log.info("set %r loaded: %d pads in %d banks, %d takes", live.name, len(live.pads), len(live.banks), total)
             return live
         finally:
-            self._loading = False
+            load.cancel_takes()
+            if self._loading is load:
+                self._loading = None
+
+    def _read(self, path, shown: str, bpm_now: float) -> tuple[LiveSet, float, list[tuple[Pad, int]]]:
+        """On the file thread: the set, its bpm and every (pad, seed) to render, each checked against the model."""
+        live = load_set(path, shown)
+        bpm = live.bpm if live.tempo_source == "fixed" else bpm_now
+        work = []
+        for pad in live.pads:
+            for seed in pad.seeds:
+                try:
+                    self.resolve(pad.request(seed, bpm))
+                except RequestError as err:
+                    where = f"bank {pad.bank} {pad.name} (note {pad.note})"
+                    raise SetError(
+                        f"{live.path}: {where}: {err}", f"{shown}: {where}: {value_free(str(err))}"
+                    ) from None
+                work.append((pad, seed))
+        return live, bpm, work
+
+    async def _prerender(self, load: _Loading, work: list, bpm: float, ready: Callable) -> None:
+        """Asks for every take, at most `self.ahead` at a time, so the queue keeps room for clients
+        however large the set; `ready(pad, take, count)` for each as it arrives."""
+        todo, count = iter(work), 0
+
+        async def one(pad: Pad, seed: int) -> tuple[Pad, Take]:
+            clip = await self.obtain(pad.request(seed, bpm))
+            return pad, await self.audio.prepare(clip, self._loop_seconds(pad, bpm))
+
+        while True:
+            while len(load.takes) < self.ahead and (item := next(todo, None)) is not None:
+                load.takes.add(asyncio.ensure_future(one(*item)))
+            if not load.takes:
+                return
+            done, load.takes = await asyncio.wait(load.takes, return_when=asyncio.FIRST_COMPLETED)
+            failed = [task.exception() for task in done if not task.cancelled() and task.exception() is not None]
+            load.check()  # replaced: its takes were cancelled
+            if failed:
+                err = failed[0]
+                if not isinstance(err, RequestError):
+                    raise err
+                public = f"{load.shown}: pre-rendering failed: {value_free(str(err))} ({err.code})"
+                raise SetError(f"{load.shown}: pre-rendering failed: {err} ({err.code})", public)
+            for task in done:
+                count += 1
+                ready(*task.result(), count)
 
     # ------------------------------------------------------------ the audio supervisor's side
 

@@ -49,7 +49,9 @@ class Stage:
         self.audio = AudioSupervisor(
             runtime, tempo, clip_path, s.audio_device, s.voices, s.master_db, s.audio_blocksize, s.audio_nice
         )
-        self.pads = PadBank(runtime, replies, tempo, self.audio, obtain, resolve, s.quantize, s.velocity_curve)
+        self.pads = PadBank(
+            runtime, replies, tempo, self.audio, obtain, resolve, s.quantize, s.velocity_curve, s.queue_size
+        )
         self.midi = MidiRouter(self.pads, tempo, replies)
 
     def subscribe(self, bus: EventBus) -> None:

@@ -64,10 +64,12 @@ def live_daemon(tmp_path_factory, tiny_t5, jack_server):
     root = tmp_path_factory.mktemp("live")
     set_file = root / "test-set.toml"
     set_file.write_text(SET_TEXT)
+    sets = root / "sets"  # what /sao/load reads from
+    sets.mkdir()
     config = dict(audio_device="JACK", midi_api="UNIX_JACK", set_file=str(set_file), master_db=0.0,
-                  velocity_curve=1.0)  # fmt: skip
+                  velocity_curve=1.0, sets_dir=str(sets))  # fmt: skip
     daemon = DaemonProcess(root, tiny_t5, config=config).start(timeout=120)
-    daemon.set_file = set_file
+    daemon.set_file, daemon.sets = set_file, sets
     yield daemon
     code = daemon.stop()
     assert code == 0, f"the daemon exited with {code}:\n{daemon.log()}"

@@ -19,6 +19,7 @@ from sao_live.live.audio_supervisor import AudioSupervisor
 from sao_live.live.midi_router import MidiRouter
 from sao_live.live.pads import PadBank
 from sao_live.live.player import Take
+from sao_live.live.sets import SetError
 from sao_live.live.tempo import Tempo
 from sao_live.request import Requester, RequestError
 from sao_live.runtime import Runtime
@@ -237,3 +238,137 @@ def test_the_midi_router_maps_notes_programs_ccs_and_clock(bank):
     pads, replies, t0 = asyncio.run(main())
     assert t0 == 120.0 and pads.tempo.bpm == pytest.approx(150, abs=10)
     assert replies.announced[-1][0] == "/sao/tempo" and replies.announced[-1][2] == "midi"
+
+
+class HeldClips:
+    """Stands in for obtain(): futures the test completes (or fails) itself, to see what is outstanding."""
+
+    def __init__(self):
+        self.futures: list[tuple] = []  # (request, future)
+
+    def obtain(self, request):
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append((request, future))
+        return future
+
+    def outstanding(self) -> list:
+        return [f for _, f in self.futures if not f.done()]
+
+    def give(self, future) -> None:
+        request = next(r for r, f in self.futures if f is future)
+        future.set_result(Clip(f"k{request.seed}", "f", Path("/x.wav"), 1, "", 1.0, request.seed, 44100,
+                               request.to_dict(), 0.0, 0.0))  # fmt: skip
+
+
+def held_bank(tmp_path, queue_size: int, text: str = SET.format(source="fixed")):
+    path = tmp_path / "unit.toml"
+    path.write_text(text)
+    runtime, tempo, replies, clips = Runtime(), Tempo(90.0), FakeReplies(), HeldClips()
+    audio = AudioSupervisor(runtime, tempo, lambda key: Path("/x.wav"), "none", 8, -6.0, 0, 0)
+    pads = PadBank(runtime, replies, tempo, audio, clips.obtain, lambda r: r, queue_size=queue_size)
+    return pads, path, clips
+
+
+async def until(check, timeout: float = 2.0):
+    for _ in range(int(timeout / 0.005)):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("timed out")
+
+
+def test_pre_render_asks_for_a_few_takes_at_a_time(tmp_path):
+    """A queue of 8: at most 2 of the set's takes are asked for at once, however many it has."""
+
+    async def main():
+        pads, path, clips = held_bank(tmp_path, queue_size=8)
+        load = asyncio.ensure_future(pads.load_set(path))
+        most = 0
+        while not load.done():
+            await asyncio.sleep(0.01)
+            waiting = clips.outstanding()
+            most = max(most, len(waiting))
+            if waiting:
+                clips.give(waiting[0])
+        return await load, most, clips
+
+    live, most, clips = asyncio.run(main())
+    assert live.name == "unit" and len(clips.futures) == 4 and most == 2
+
+
+def test_a_failed_take_cancels_the_takes_still_asked_for(tmp_path):
+    async def main():
+        pads, path, clips = held_bank(tmp_path, queue_size=8)
+        load = asyncio.ensure_future(pads.load_set(path))
+        await until(lambda: len(clips.outstanding()) == 2)
+        first, second = clips.outstanding()
+        first.set_exception(RequestError("worker_crashed", "the model worker died 1 times making this clip"))
+        with pytest.raises(SetError) as err:
+            await load
+        return err.value, second, clips
+
+    err, second, clips = asyncio.run(main())
+    assert "worker_crashed" in err.public and second.cancelled()
+    assert len(clips.futures) == 2  # nothing asked for after the failure
+
+
+def test_a_newer_load_replaces_one_still_pre_rendering(tmp_path):
+    async def main():
+        pads, path, clips = held_bank(tmp_path, queue_size=8)
+        first = asyncio.ensure_future(pads.load_set(path, shown="first", replaceable=True))
+        await until(lambda: len(clips.outstanding()) == 2)
+        old = clips.outstanding()
+        second = asyncio.ensure_future(pads.load_set(path, shown="second", replaceable=True))
+        with pytest.raises(SetError) as err:
+            await first
+        while not second.done():
+            await asyncio.sleep(0.01)
+            for future in clips.outstanding():
+                clips.give(future)
+        return err.value, old, await second, pads
+
+    err, old, live, pads = asyncio.run(main())
+    assert err.code == "cancelled" and "second" in err.public
+    assert all(f.cancelled() for f in old)
+    assert pads.set is live
+
+
+def test_a_load_given_at_start_is_not_replaced(tmp_path):
+    """sao-live serve --set: an OSC /sao/load meanwhile is refused, not a replacement."""
+
+    async def main():
+        pads, path, clips = held_bank(tmp_path, queue_size=8)
+        first = asyncio.ensure_future(pads.load_set(path))
+        await until(lambda: len(clips.outstanding()) == 2)
+        with pytest.raises(SetError, match="still loading"):
+            await pads.load_set(path, shown="other", replaceable=True)
+        while not first.done():
+            await asyncio.sleep(0.01)
+            for future in clips.outstanding():
+                clips.give(future)
+        return await first
+
+    assert asyncio.run(main()).name == "unit"
+
+
+def test_a_new_set_cancels_the_old_sets_refills(tmp_path):
+    async def main():
+        pads, path, clips = held_bank(tmp_path, queue_size=8)
+        load = asyncio.ensure_future(pads.load_set(path))
+        while not load.done():
+            await asyncio.sleep(0.01)
+            for future in clips.outstanding():
+                clips.give(future)
+        pads.audio.player = FakePlayer()
+        pads.hit(1)  # pad 1 has 2 variations: its pool is refilled in the background
+        await until(lambda: len(clips.outstanding()) == 1)
+        refill = clips.outstanding()[0]
+        load = asyncio.ensure_future(pads.load_set(path))
+        while not load.done():
+            await asyncio.sleep(0.01)
+            for future in clips.outstanding():
+                if future is not refill:
+                    clips.give(future)
+        return refill
+
+    assert asyncio.run(main()).cancelled()

@@ -151,15 +151,16 @@ def test_pool_plays_a_new_take_then_the_nearest(live):
     assert third[3] == 0 or third[2] == seeds[1][2], seeds
 
 
-def test_broken_set_is_rejected_with_its_line_and_the_running_one_stays(live_daemon, live, tmp_path):
-    broken = tmp_path / "broken.toml"
+def test_broken_set_is_rejected_with_its_line_and_the_running_one_stays(live_daemon, live):
+    broken = live_daemon.sets / "broken.toml"
     broken.write_text(live_daemon.set_file.read_text().replace('mode = "gate"', 'mode = "gait"'))
-    with pytest.raises(SetError):
+    with pytest.raises(SetError, match="gait"):  # the command line shows the value
         load_set(broken)
     line = next(i for i, t in enumerate(broken.read_text().splitlines(), 1) if "gait" in t)
-    live.send("/sao/load", str(broken))
+    live.send("/sao/load", "broken")
     err = live.wait_for("/sao/error", timeout=10)
-    assert err[1] == "bad_set" and f"broken.toml:{line}:" in err[2] and "gait" in err[2]
+    assert err[1] == "bad_set" and err[2].startswith(f"broken.toml:{line}:") and "mode: must be" in err[2]
+    assert "gait" not in err[2]  # an OSC client hears where and what is expected, not the file's values
     live.send("/sao/status")
     assert live.wait_for("/sao/status", timeout=10)[11] == "test-set"
 

@@ -208,7 +208,7 @@ ERRORS = {
     "no_export_dir": "export asked for, but the daemon has no export folder",
     "unknown_key": "a key the request does not know",
     "missing_value": "a key without its value",
-    "busy": "the queue is full; try again later",
+    "busy": "the queue is full, or too many requesters wait for the same clip; try again later",
     "not_ready": "the model is not loaded yet",
     "shutting_down": "the daemon is stopping and takes no new requests",
     "shutdown": "the daemon stopped before the request was done",

@@ -5,7 +5,8 @@ the store (a seedless trigger takes any clip of the same sound), delivers it at 
 is there, and otherwise queues a job in the scheduler and the crash journal. `run` feeds the
 worker one job at a time; worker messages come back through `on_worker`. A job stays in the
 journal until every requester has its answer (the export included), so a daemon killed at any
-point answers them after its restart.
+point answers them after its restart. While the worker is down for good (it failed to come
+back several times in a row), requests that need it are refused with `worker_unavailable`.
 
 Everything that happens to a request is published on the event bus (`events.py`): Queued,
 Progress, ClipReady (in the cache: the live stage plays it), Done (after the export), Failed,
@@ -62,6 +63,7 @@ class ClipService:
         self._waiters: dict[str, asyncio.Future] = {}  # the daemon's own requests (host ""): id -> future
         self._worker_job: int | None = None  # the id the worker knows the running job by
         workers.on_job_message, workers.on_died, workers.on_back = self.on_worker, self.worker_died, self.wake.set
+        workers.on_down = self.worker_down
         bus.subscribe(self._settle_internal)
 
     # ------------------------------------------------------------ intake
@@ -126,6 +128,9 @@ class ClipService:
         twin = self.sched.find_family(family) if any_seed else None
         if twin is not None:
             key, request = twin.key, twin.request
+        if self.workers.down and self.sched.find(key) is None:
+            self.bus.publish(Failed(r, "worker_unavailable", self._unavailable()))
+            return
         try:
             job, _ = self.sched.submit(key, request, r, family)
         except Busy as err:
@@ -338,6 +343,23 @@ class ClipService:
             for r in job.requesters:
                 msg = f"the model worker died {job.attempts} times making this clip"
                 self.bus.publish(Failed(r, "worker_crashed", msg))
+
+    def worker_down(self) -> None:
+        """The worker failed to come back several times in a row: nobody is left waiting for it.
+
+        (No job is running: a dying worker's job was requeued or reported by `worker_died`.)
+        """
+        message = self._unavailable()
+        for job in self.sched.drain():
+            for r in job.requesters:
+                self.bus.publish(Failed(r, "worker_unavailable", message))
+            self.journal.drop(job.key)
+
+    def _unavailable(self) -> str:
+        return (
+            f"the model worker is down: it failed to come back {self.workers.failed_restarts} times in a row; "
+            "the daemon keeps trying, and /sao/ready 1 will announce its return"
+        )
 
     # ------------------------------------------------------------ cancel, shutdown, status
 

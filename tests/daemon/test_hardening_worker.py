@@ -1,17 +1,71 @@
-"""The crash journal and merging under stress: kill -9 between indexing and export, a burst of
-identical requests."""
+"""The worker, the crash journal and merging under stress: a worker that cannot come back,
+kill -9 between indexing and export, a burst of identical requests."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
-from sao_live.testing.daemon import DaemonProcess
+from sao_live.testing.daemon import Client, DaemonProcess
+
+from .daemon_helpers import LONG_STEPS
 
 QUIET = dict(audio_device="none", midi_in="none")  # export only: no audio device, no MIDI port
+
+
+def next_worker(daemon: DaemonProcess, client: Client, old: int, timeout: float = 30.0) -> int:
+    """The pid of the worker started after `old` (polled from /sao/status while it loads)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client.send("/sao/status")
+        status = client.wait_for("/sao/status", timeout=10)
+        ready, pid = status[0], status[5]
+        if pid not in (0, old):
+            assert ready == 0, "the replacement must still be loading when it is killed"
+            return pid
+        time.sleep(0.05)
+    raise TimeoutError(f"no worker after {old} within {timeout} s:\n{daemon.log()}")
+
+
+def test_a_worker_that_cannot_come_back_answers_every_requester_and_returns(tmp_path, tiny_t5):
+    daemon = DaemonProcess(tmp_path, tiny_t5, QUIET).start()
+    client = daemon.client()
+    try:
+        kept = ("kept kick", 0.5, "seed", 1, "steps", 2, "export", 0)
+        assert client.request("/sao/gen", "A", *kept)[0] == "/sao/done"
+        pid = daemon.worker_pid(client)
+        client.send("/sao/gen", "R", "running at the crash", 2.9, "seed", 2, "steps", LONG_STEPS, "export", 0)
+        client.wait_for("/sao/progress", lambda a: a[0] == "R")
+        os.kill(pid, signal.SIGKILL)
+        client.wait_for("/sao/ready", lambda a: a[0] == 0, timeout=10)
+        client.send("/sao/gen", "Q", "queued meanwhile", 0.5, "seed", 3, "steps", 2, "export", 0)
+        client.wait_for("/sao/queued", lambda a: a[0] == "Q")
+        for _ in range(3):  # every replacement dies while it loads
+            pid = next_worker(daemon, client, pid)
+            os.kill(pid, signal.SIGKILL)
+        for id in ("R", "Q"):  # nobody waits forever
+            kind, args = client.wait_reply(id, timeout=30)
+            assert (kind, args[1]) == ("/sao/error", "worker_unavailable"), args
+            assert "keeps trying" in args[2] and "/sao/ready 1" in args[2]
+        kind, args = client.request("/sao/gen", "N", "while it is down", 0.5, "seed", 4, "steps", 2, "export", 0)
+        assert (kind, args[1]) == ("/sao/error", "worker_unavailable")  # at once, not queued
+        assert client.of("/sao/queued", "N") == []
+        assert client.request("/sao/gen", "A2", *kept)[1][4] == 1  # the cache still answers
+        client.send("/sao/ping", "alive")
+        assert client.wait_for("/sao/pong", timeout=5) == ("alive",)
+
+        client.wait_for("/sao/ready", lambda a: a == (1, "tiny-random"), timeout=120)  # left alone, it returns
+        kind, args = client.request("/sao/gen", "B", "after the return", 0.5, "seed", 5, "steps", 2, "export", 0)
+        assert kind == "/sao/done" and args[4] == 0
+    finally:
+        client.close()
+        code = daemon.stop()
+    assert code == 0, daemon.log()
+    assert daemon.log().count("did not come up") == 3
 
 
 def test_kill_9_between_indexing_and_export_still_exports_and_answers(tmp_path, tiny_t5):

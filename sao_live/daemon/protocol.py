@@ -219,7 +219,8 @@ ERRORS = {
     "and `/sao/ready 1` announces its return (cached clips are still served)",
     "generation_failed": "the model raised an error for this request",
     "export_failed": "the clip was made but could not be written to the export folder",
-    "cache_failed": "the clip was made but could not be stored in the cache (disk full?)",
+    "cache_failed": "the clip was made but could not be stored in the cache (the message says why, e.g. "
+    "no space left on the device holding the cache folder)",
     "bad_port": "port not a whole number in [0, 65535]",
     "unknown_param": "no such setting",
     "bad_value": "the value does not fit the setting",

@@ -302,6 +302,7 @@ class ClipService:
             self.wake.set()
             self.runtime.spawn(self._complete(job, msg[2]))
         elif kind == "error":
+            log.warning("job %d failed: %s: %s", worker_job, msg[2], msg[3])
             self._end(job)
             for r in job.requesters:
                 self.bus.publish(Failed(r, msg[2], msg[3]))

@@ -1,8 +1,9 @@
-"""The worker, the crash journal and merging under stress: a worker that cannot come back,
-kill -9 between indexing and export, a burst of identical requests."""
+"""The worker, the crash journal, merging and the cache disk under stress: a worker that cannot
+come back, kill -9 between indexing and export, a burst of identical requests, a full disk."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ import time
 
 from sao_live.testing.daemon import Client, DaemonProcess
 
+from ..needs import need
 from .daemon_helpers import LONG_STEPS
 
 QUIET = dict(audio_device="none", midi_in="none")  # export only: no audio device, no MIDI port
@@ -138,3 +140,52 @@ def test_a_burst_of_identical_requests_is_bounded_and_each_answered_once(tmp_pat
         code = daemon.stop()
     assert code == 0, daemon.log()
     assert daemon.log().count(": 'burst', 2 s, seed 7") == 1, "the clip must be made once"
+
+
+def _namespaces_problem() -> list[str]:
+    try:
+        probe = subprocess.run(["unshare", "-r", "-m", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return [f"unshare -r -m to run ({err})"]
+    return [] if probe.returncode == 0 else [f"user and mount namespaces (unshare -r -m: {probe.stderr.strip()})"]
+
+
+def test_a_full_cache_disk_is_reported_and_cached_clips_still_come_back(tmp_path, tiny_t5):
+    need("a cache on a small tmpfs", tools=("unshare", "mount"), problems=_namespaces_problem())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    # The daemon runs in a mount namespace of its own, with a 6 MB tmpfs on its cache folder.
+    mount = 'mount -t tmpfs -o size=6m tmpfs "$0" && exec "$@"'
+    daemon = DaemonProcess(tmp_path, tiny_t5, QUIET, prefix=("unshare", "-r", "-m", "sh", "-c", mount, str(cache)))
+    daemon.start()
+    client = daemon.client()
+    inside = f"/proc/{daemon.proc.pid}/root{cache}"  # the tmpfs, as the daemon sees it
+    filler = f"{inside}/filler"
+    try:
+        kept = ("made before the disk filled", 0.5, "seed", 1, "steps", 2, "export", 0)
+        assert client.request("/sao/gen", "A", *kept)[0] == "/sao/done"
+        assert os.statvfs(inside).f_blocks * os.statvfs(inside).f_frsize <= 6 << 20, "not the tmpfs"
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(bytes(1 << 16))
+            except OSError as err:
+                assert err.errno == errno.ENOSPC
+
+        new = ("made on a full disk", 2.0, "seed", 2, "steps", 2, "export", 0)
+        kind, args = client.request("/sao/gen", "B", *new, timeout=60)
+        assert (kind, args[1]) == ("/sao/error", "cache_failed"), args
+        assert f"no space left on the device holding the cache folder {cache}" in args[2]
+        kind, args = client.request("/sao/gen", "A2", *kept)
+        assert kind == "/sao/done" and args[4] == 1
+        client.send("/sao/ping", "alive")
+        assert client.wait_for("/sao/pong", timeout=5) == ("alive",)
+
+        os.unlink(filler)  # room again: the same request is made now
+        kind, args = client.request("/sao/gen", "B2", *new, timeout=60)
+        assert kind == "/sao/done" and args[4] == 0
+        assert "AssertionError" not in daemon.log()
+    finally:
+        client.close()
+        code = daemon.stop()
+    assert code == 0, daemon.log()

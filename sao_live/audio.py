@@ -78,7 +78,8 @@ def write_audio(
     """Writes float audio (channels, samples) to `path` through a temporary file and a rename.
 
     Integer formats clip to [-1, 1]; 32-bit float keeps the values as they are.
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing behind. A write the
+    file system refuses (a full disk) raises its OSError, not soundfile's bare AssertionError.
     The file's mode follows the umask, or is `mode` when given.
     """
     path = Path(path)
@@ -88,10 +89,39 @@ def write_audio(
         frames = np.clip(frames, -1.0, 1.0)
     fd, tmp = create_temporary(path.parent, f".{path.name}.", ".part", mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, frames, sample_rate, subtype=subtype, format=fmt.upper())
+        with os.fdopen(fd, "wb", buffering=0) as f:  # unbuffered: a seek cannot fail on a pending flush
+            out = _KeepsWriteErrors(f)
+            try:
+                sf.write(out, frames, sample_rate, subtype=subtype, format=fmt.upper())
+            except Exception:
+                if out.error is not None:
+                    raise out.error from None
+                raise
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+class _KeepsWriteErrors:
+    """An unbuffered file that writes all it is given, or keeps its first error and reports a
+    short write: soundfile's write callback would swallow the error (a full disk then surfaces
+    as a bare AssertionError), so `write_audio` raises the kept one."""
+
+    def __init__(self, file):
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        written = 0
+        try:
+            while self.error is None and written < len(view):
+                written += self._file.write(view[written:])  # a full disk first gives a short write
+        except OSError as err:
+            self.error = err
+        return written
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)

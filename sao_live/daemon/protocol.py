@@ -40,8 +40,8 @@ _REQ = (
 _REQ_ERRORS = (
     "missing_prompt, empty_prompt, prompt_too_long, missing_seconds, bad_seconds, bad_seed, bad_steps, bad_cfg, "
     "bad_sampler, bad_negative, bad_bpm, bad_bars, bad_variations, bad_priority, bad_export, no_export_dir, "
-    "unknown_key, missing_value, bad_args, bad_id, busy, not_ready, shutting_down, worker_crashed, generation_failed, "
-    "cache_failed, export_failed, cancelled, shutdown, internal"
+    "unknown_key, missing_value, bad_args, bad_id, busy, not_ready, shutting_down, worker_crashed, "
+    "worker_unavailable, generation_failed, cache_failed, export_failed, cancelled, shutdown, internal"
 )
 
 PROTOCOL: tuple[Row, ...] = (
@@ -213,16 +213,19 @@ ERRORS = {
     "no_export_dir": "export asked for, but the daemon has no export folder",
     "unknown_key": "a key the request does not know",
     "missing_value": "a key without its value",
-    "busy": "the queue is full; try again later",
+    "busy": "the queue is full, or too many requesters wait for the same clip; try again later",
     "not_ready": "the model is not loaded yet",
     "shutting_down": "the daemon is stopping and takes no new requests",
     "shutdown": "the daemon stopped before the request was done",
     "cancelled": "the request was cancelled",
     "unknown_id": "no queued or running request with that id from this sender",
     "worker_crashed": "the model worker died twice on this request",
+    "worker_unavailable": "the model worker failed to come back several times in a row; the daemon keeps trying, "
+    "and `/sao/ready 1` announces its return (cached clips are still served)",
     "generation_failed": "the model raised an error for this request",
     "export_failed": "the clip was made but could not be written to the export folder",
-    "cache_failed": "the clip was made but could not be stored in the cache (disk full?)",
+    "cache_failed": "the clip was made but could not be stored in the cache (the message says why, e.g. "
+    "no space left on the device holding the cache folder)",
     "bad_port": "port not a whole number in [0, 65535]",
     "unknown_param": "no such setting",
     "bad_value": "the value does not fit the setting",

@@ -5,7 +5,10 @@ priority (0 play now, 1 pre-render, 2 background refill), then by arrival; a req
 whose cache key is already queued or running joins that job (one generation, every
 requester answered), lifting its priority if it asks for sooner; cancel removes one
 requester, and a job nobody waits for any more is dropped (or, when running, marked
-for the worker to stop); a full queue refuses new jobs with `Busy`.
+for the worker to stop); a full queue refuses new jobs with `Busy`, and so does a job
+that already has `max_requesters` requesters. A job whose clip is made stays findable
+while it is delivered (exported, answered), so that a twin arriving meanwhile joins it
+instead of making the clip again.
 """
 
 from __future__ import annotations
@@ -39,12 +42,16 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, max_queued: int = 256):
+    def __init__(self, max_queued: int = 256, max_requesters: int = 64):
         if max_queued < 1:
             raise ValueError(f"max_queued must be at least 1, got {max_queued!r}")
+        if max_requesters < 1:
+            raise ValueError(f"max_requesters must be at least 1, got {max_requesters!r}")
         self.max_queued = max_queued
+        self.max_requesters = max_requesters
         self._queued: dict[str, Job] = {}
         self.running: Job | None = None
+        self._delivering: dict[str, Job] = {}  # made, being exported and answered
         self._seq = itertools.count()
         self._front = itertools.count(-1, -1)
 
@@ -59,16 +66,21 @@ class Scheduler:
     def find(self, key: str) -> Job | None:
         if self.running is not None and self.running.key == key:
             return self.running
-        return self._queued.get(key)
+        return self._queued.get(key) or self._delivering.get(key)
 
     def find_family(self, family: str) -> Job | None:
-        """A queued or running job of this family (running first), for a seedless trigger to join."""
-        return next((j for j in self.jobs() if j.family == family), None)
+        """A job of this family (running first, then queued, then being delivered), for a seedless trigger."""
+        jobs = [*self.jobs(), *self._delivering.values()]
+        return next((j for j in jobs if j.family == family), None)
 
     def submit(self, key: str, request: Request, requester: Requester, family: str = "") -> tuple[Job, bool]:
         """Queues a job for `key`, or joins the one already there; (job, merged). Raises Busy."""
         job = self.find(key)
         if job is not None:
+            if len(job.requesters) >= self.max_requesters:
+                raise Busy(
+                    f"{self.max_requesters} requesters already wait for this clip (requesters_per_job); try again later"
+                )
             job.requesters.append(requester)
             job.priority = min(job.priority, requester.priority)
             job.cancelled = False
@@ -80,8 +92,8 @@ class Scheduler:
         return job, False
 
     def position(self, job: Job) -> int:
-        """How many jobs run before `job` (0: it is running, or starts next on an idle worker)."""
-        if job is self.running:
+        """How many jobs run before `job` (0: it is running or made, or starts next on an idle worker)."""
+        if job is self.running or self._delivering.get(job.key) is job:
             return 0
         ahead = sum(1 for j in self._queued.values() if j.order < job.order)
         return ahead + (self.running is not None)
@@ -104,6 +116,17 @@ class Scheduler:
         if job is not self.running:
             raise RuntimeError(f"job {job.key} is not the running job")
         self.running = None
+
+    def deliver(self, job: Job) -> None:
+        """The running job's clip is made: the worker is free, and the job stays findable until `delivered`."""
+        self.finish(job)
+        self._delivering[job.key] = job
+
+    def delivered(self, job: Job) -> None:
+        """Every requester of a job being delivered has its answer."""
+        if self._delivering.get(job.key) is not job:
+            raise RuntimeError(f"job {job.key} is not being delivered")
+        del self._delivering[job.key]
 
     def requeue(self, job: Job) -> None:
         """Puts the running job back at the head of its priority (its worker died)."""

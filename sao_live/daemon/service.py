@@ -3,7 +3,10 @@
 `submit` resolves a request against the model, then for each variation looks the clip up in
 the store (a seedless trigger takes any clip of the same sound), delivers it at once when it
 is there, and otherwise queues a job in the scheduler and the crash journal. `run` feeds the
-worker one job at a time; worker messages come back through `on_worker`.
+worker one job at a time; worker messages come back through `on_worker`. A job stays in the
+journal until every requester has its answer (the export included), so a daemon killed at any
+point answers them after its restart. While the worker is down for good (it failed to come
+back several times in a row), requests that need it are refused with `worker_unavailable`.
 
 Everything that happens to a request is published on the event bus (`events.py`): Queued,
 Progress, ClipReady (in the cache: the live stage plays it), Done (after the export), Failed,
@@ -49,7 +52,8 @@ class ClipService:
         self.workers = workers
         self.runtime = runtime
         self.bus = bus
-        self.sched = Scheduler(settings.queue_size)
+        self.sched = Scheduler(settings.queue_size, settings.requesters_per_job)
+        self.journal = JournalWriter(store, runtime)
         self.params = LiveParams(settings, tempo)
         self.model: ModelInfo | None = None
         self.accepting = True
@@ -61,6 +65,7 @@ class ClipService:
         self._waiters: dict[str, asyncio.Future] = {}  # the daemon's own requests (host ""): id -> future
         self._worker_job: int | None = None  # the id the worker knows the running job by
         workers.on_job_message, workers.on_died, workers.on_back = self.on_worker, self.worker_died, self.wake.set
+        workers.on_down = self.worker_down
         bus.subscribe(self._settle_internal)
 
     # ------------------------------------------------------------ intake
@@ -135,6 +140,9 @@ class ClipService:
         twin = self.sched.find_family(family) if any_seed else None
         if twin is not None:
             key, request = twin.key, twin.request
+        if self.workers.down and self.sched.find(key) is None:
+            self.bus.publish(Failed(r, "worker_unavailable", self._unavailable()))
+            return
         try:
             job, _ = self.sched.submit(key, request, r, family)
         except Busy as err:
@@ -145,8 +153,7 @@ class ClipService:
         self.wake.set()
 
     def _journal(self, job: Job) -> None:
-        requesters = [dataclasses.asdict(r) for r in job.requesters]
-        self.runtime.io_nowait(self.store.journal_put, job.key, job.request.to_dict(), requesters)
+        self.journal.put(job)
 
     def resume(self, journal: list) -> None:
         """Queues again the jobs a killed daemon left in the journal; their requesters hear Queued."""
@@ -155,11 +162,11 @@ class ClipService:
                 request = Request.from_dict(request_dict).resolved(self.model, self.params.values)
             except RequestError as err:
                 log.warning("dropping an interrupted job: %s", err)
-                self.runtime.io_nowait(self.store.journal_drop, key)
+                self.journal.drop(key)
                 continue
             new_key = request.cache_key(self.model.fingerprint)
             if new_key != key:
-                self.runtime.io_nowait(self.store.journal_drop, key)
+                self.journal.drop(key)
             family = request.family_key(self.model.fingerprint)
             job = None
             for r in [Requester(**d) for d in requesters]:
@@ -172,7 +179,7 @@ class ClipService:
             if job is not None:
                 self._journal(job)
             else:
-                self.runtime.io_nowait(self.store.journal_drop, key)
+                self.journal.drop(key)
         if journal:
             log.info("resumed %d jobs interrupted by the last shutdown", len(journal))
             self.wake.set()
@@ -209,13 +216,33 @@ class ClipService:
     async def _export(self, clip: Clip, fmt: str):
         folder = self.settings.export_dir
         done = await self.runtime.io(self.store.exported, clip.key, fmt, folder)
-        if done is not None:
+        if done is not None:  # a restart resuming this delivery does not export twice
             return done
         request = Request.from_dict(clip.request)
         meta = {"model": self.model.name, "seconds": clip.seconds, "sample_rate": clip.sample_rate}
         path = await self.runtime.in_thread(_export_clip, clip.path, folder, request, fmt, meta)
-        self.runtime.io_nowait(self.store.add_export, clip.key, fmt, path)
+        await self.runtime.io(self.store.add_export, clip.key, fmt, path)  # recorded before the journal ends
         return path
+
+    async def _deliver_job(self, job: Job, clip: Clip, cached: bool) -> None:
+        """Exports and answers each requester of a made job in turn (twins may still join), then ends
+        its journal entry. Killed halfway, the next start resumes the job and finds its clip."""
+        try:
+            while job.requesters:
+                await self._deliver(clip, job.requesters[0], cached)
+                job.requesters.pop(0)  # answered: a restart need not answer it again
+                if job.requesters:
+                    self._journal(job)
+        finally:
+            self.sched.delivered(job)
+        self.journal.drop(job.key)
+
+    def _fail_made(self, job: Job, code: str, message: str) -> None:
+        """A made job whose clip cannot be delivered: every requester hears why."""
+        for r in job.requesters:
+            self.bus.publish(Failed(r, code, message))
+        self.sched.delivered(job)
+        self.journal.drop(job.key)
 
     # ------------------------------------------------------------ the worker's side
 
@@ -226,17 +253,18 @@ class ClipService:
             self.wake.clear()
             while self.workers.ready and self.sched.running is None and (job := self.sched.next()):
                 self.idle.clear()
+                clip = None
+                if job.requesters and not job.cancelled:
+                    # made already: by a twin that raced it, or before a kill interrupted its delivery
+                    clip = await self.runtime.io(self.store.get, job.key)
+                if self.sched.running is not job:
+                    continue  # its worker died meanwhile: requeued
                 if job.cancelled or not job.requesters:
                     self._end(job)
                     continue
-                clip = await self.runtime.io(self.store.get, job.key)
-                if job.cancelled or not job.requesters:  # given up while the store was asked
-                    self._end(job)
-                    continue
-                if clip is not None:  # made while this job waited (a twin request raced it)
-                    self._end(job, drop_journal=False)
-                    for r in job.requesters:
-                        await self._deliver(clip, r, cached=True)
+                if clip is not None:
+                    self.sched.deliver(job)
+                    self.runtime.spawn(self._deliver_job(job, clip, cached=True))
                     continue
                 self._worker_job = next(self._ids)
                 q = job.request
@@ -264,11 +292,11 @@ class ClipService:
             if self.sched.running is None:
                 self.idle.set()
 
-    def _end(self, job: Job, drop_journal: bool = True) -> None:
+    def _end(self, job: Job) -> None:
+        """The running job ended without a clip; its requesters, if any, are answered by the caller."""
         self.sched.finish(job)
         self._worker_job = None
-        if drop_journal:
-            self.runtime.io_nowait(self.store.journal_drop, job.key)
+        self.journal.drop(job.key)
         self.wake.set()
 
     def on_worker(self, msg: tuple) -> None:
@@ -284,9 +312,12 @@ class ClipService:
             for r in job.requesters:
                 self.bus.publish(Progress(r, fraction))
         elif kind == "done":
-            self._end(job, drop_journal=False)  # store.add drops it with the clip indexed
+            self.sched.deliver(job)  # the worker is free; twins join the job until it is delivered
+            self._worker_job = None
+            self.wake.set()
             self.runtime.spawn(self._complete(job, msg[2]))
         elif kind == "error":
+            log.warning("job %d failed: %s: %s", worker_job, msg[2], msg[3])
             self._end(job)
             for r in job.requesters:
                 self.bus.publish(Failed(r, msg[2], msg[3]))
@@ -303,15 +334,12 @@ class ClipService:
             clip = await self.runtime.io(self.store.add, job.key, family, info, job.request.to_dict())
         except Exception as err:
             log.exception("indexing clip %s failed", job.key)
-            for r in job.requesters:
-                self.bus.publish(Failed(r, "cache_failed", f"the clip was made but could not be stored: {err}"))
+            self._fail_made(job, "cache_failed", f"the clip was made but could not be stored: {err}")
             return
         if clip is None:
-            for r in job.requesters:
-                self.bus.publish(Failed(r, "generation_failed", "the clip file vanished before it could be indexed"))
+            self._fail_made(job, "generation_failed", "the clip file vanished before it could be indexed")
             return
-        for r in job.requesters:
-            await self._deliver(clip, r, cached=False)
+        await self._deliver_job(job, clip, cached=False)
 
     def worker_died(self) -> None:
         """The worker process ended: retry its job once (settings.retries), then report it."""
@@ -332,6 +360,23 @@ class ClipService:
                 msg = f"the model worker died {job.attempts} times making this clip"
                 self.bus.publish(Failed(r, "worker_crashed", msg))
 
+    def worker_down(self) -> None:
+        """The worker failed to come back several times in a row: nobody is left waiting for it.
+
+        (No job is running: a dying worker's job was requeued or reported by `worker_died`.)
+        """
+        message = self._unavailable()
+        for job in self.sched.drain():
+            for r in job.requesters:
+                self.bus.publish(Failed(r, "worker_unavailable", message))
+            self.journal.drop(job.key)
+
+    def _unavailable(self) -> str:
+        return (
+            f"the model worker is down: it failed to come back {self.workers.failed_restarts} times in a row; "
+            "the daemon keeps trying, and /sao/ready 1 will announce its return"
+        )
+
     # ------------------------------------------------------------ cancel, shutdown, status
 
     def stop_running(self, code: str, message: str) -> None:
@@ -344,7 +389,7 @@ class ClipService:
         job.requesters.clear()
         job.cancelled = True
         self.workers.send(("cancel", self._worker_job))
-        self.runtime.io_nowait(self.store.journal_drop, job.key)
+        self.journal.drop(job.key)
 
     def refuse_queued(self, code: str, message: str) -> None:
         """Empties the queue (shutdown): every waiting requester is told why."""
@@ -352,7 +397,7 @@ class ClipService:
         for job in self.sched.drain():
             for r in job.requesters:
                 self.bus.publish(Failed(r, code, message))
-            self.runtime.io_nowait(self.store.journal_drop, job.key)
+            self.journal.drop(job.key)
 
     def cancel(self, target: tuple[str, int], id: int | str | None) -> int:
         """Cancels `id` (or all, None) of the requests answered at `target`; returns how many requesters let go."""
@@ -369,7 +414,7 @@ class ClipService:
             if job is self.sched.running and job.cancelled:
                 self.workers.send(("cancel", self._worker_job))
             elif not job.requesters:
-                self.runtime.io_nowait(self.store.journal_drop, job.key)
+                self.journal.drop(job.key)
             else:
                 self._journal(job)
 
@@ -378,6 +423,38 @@ class ClipService:
         clips, size = await self.runtime.io(self.store.stats)
         running = int(self.sched.running is not None)
         return (int(self.workers.ready), len(self.sched), running, clips, round(size / 2**20, 3), self.workers.pid)
+
+
+class JournalWriter:
+    """The crash journal's writes: each job's entry at most once per loop turn, in one transaction.
+
+    An entry holds the job's whole requester list; writing it at every join made a burst of
+    identical requests cost the square of its size on the store thread. A drop cancels a
+    write still pending, and goes to the store thread in order with the writes.
+    """
+
+    def __init__(self, store: ClipStore, runtime: Runtime):
+        self.store = store
+        self.runtime = runtime
+        self._pending: dict[str, Job] = {}
+
+    def put(self, job: Job) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending[job.key] = job
+
+    def drop(self, key: str) -> None:
+        self._pending.pop(key, None)
+        self.runtime.io_nowait(self.store.journal_drop, key)
+
+    def _flush(self) -> None:
+        rows = [
+            (job.key, job.request.to_dict(), [dataclasses.asdict(r) for r in job.requesters])
+            for job in self._pending.values()
+        ]
+        self._pending.clear()
+        if rows:
+            self.runtime.io_nowait(self.store.journal_put_many, rows)
 
 
 def _export_clip(*args):

@@ -69,6 +69,7 @@ class Settings:
     export_format: str = "wav"  # wav (24-bit), wav16, wav32f, flac
     bpm: float = 120.0  # for requests with bars but no bpm
     queue_size: int = 256  # jobs waiting; beyond, requests get `busy`
+    requesters_per_job: int = 64  # identical requests answered by one generation; beyond, `busy`
     heartbeat_interval: float = 1.0  # seconds between pings to the worker
     heartbeat_timeout: float = 30.0  # a worker silent this long is killed and restarted
     ready_timeout: float = 900.0  # the longest a model may take to load (downloads included)
@@ -108,7 +109,7 @@ class Settings:
         put(self, "allow", tuple(a.strip() for a in allow))
         if isinstance(self.reply_rate_kb, bool) or not isinstance(self.reply_rate_kb, int) or self.reply_rate_kb < 1:
             raise SettingsError(f"reply_rate_kb must be a whole number >= 1, got {self.reply_rate_kb!r}")
-        for name in ("cache_max_mb", "queue_size", "retries", "worker_nice", "worker_threads"):
+        for name in ("cache_max_mb", "queue_size", "requesters_per_job", "retries", "worker_nice", "worker_threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
         for name in ("model", "host"):
@@ -118,8 +119,9 @@ class Settings:
             raise SettingsError(f"int8 must be true or false, got {self.int8!r}")
         if not isinstance(self.export, bool):
             raise SettingsError(f"export must be true or false, got {self.export!r}")
-        if self.queue_size < 1:
-            raise SettingsError(f"queue_size must be at least 1, got {self.queue_size!r}")
+        for name in ("queue_size", "requesters_per_job"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("heartbeat_interval", "heartbeat_timeout", "ready_timeout", "shutdown_timeout", "bpm"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -6,8 +6,10 @@ written by the worker to a temporary name (`.<key>.wav.<random>.part`) and renam
 only after the rename, so a reader never sees half a clip. A clip whose file went missing or
 changed size is dropped when looked up (the caller regenerates it); `verify` also re-hashes
 every file. Past `max_bytes`, least recently used clips go first, pinned and protected ones
-never. The `jobs` table is a crash journal: jobs that were queued or running when the daemon
-died, so the next start can resume them.
+never. The `jobs` table is a crash journal: jobs whose requesters were not all answered
+(queued, running, or made but not yet exported and replied to) when the daemon died, so the
+next start can resume them. The service ends an entry once its last requester has its answer,
+not when the clip is indexed.
 
 The store deletes only what it made: files with those two names, in a folder that carried
 its tag before it was opened. Anything else under `clips/` is moved, never deleted, into
@@ -290,7 +292,8 @@ class ClipStore:
 
     def add(self, key: str, family: str, info: dict, request: dict, protect: frozenset = frozenset()) -> Clip:
         """Indexes a clip file the worker wrote to `clip_path(key)`; `info` has bytes, sha256, seconds,
-        seed, sample_rate. Drops the key's journal entry and evicts past the size limit."""
+        seed, sample_rate. Evicts past the size limit; the key's journal entry stays (the export and
+        the replies still have to happen)."""
         now = time.time()
         with self.db:
             self.db.execute(
@@ -308,7 +311,6 @@ class ClipStore:
                     now,
                 ),
             )
-            self.db.execute("DELETE FROM jobs WHERE key = ?", (key,))
         self.evict(protect | {key})
         return self.get(key)
 
@@ -420,10 +422,17 @@ class ClipStore:
     # ------------------------------------------------------------ crash journal
 
     def journal_put(self, key: str, request: dict, requesters: list[dict]) -> None:
+        self.journal_put_many([(key, request, requesters)])
+
+    def journal_put_many(self, jobs: list[tuple[str, dict, list[dict]]]) -> None:
+        """Writes (key, request, requesters) entries in one transaction, replacing the keys' old ones
+        (a job keeps its place: the next start resumes jobs in the order they came)."""
+        now = time.time()
         with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)",
-                (key, json.dumps(request), json.dumps(requesters), time.time()),
+            self.db.executemany(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET request = excluded.request, requesters = excluded.requesters",
+                [(key, json.dumps(request), json.dumps(requesters), now) for key, request, requesters in jobs],
             )
 
     def journal_drop(self, key: str) -> None:
@@ -431,5 +440,5 @@ class ClipStore:
             self.db.execute("DELETE FROM jobs WHERE key = ?", (key,))
 
     def journal(self) -> list[tuple[str, dict, list[dict]]]:
-        rows = self.db.execute("SELECT key, request, requesters FROM jobs ORDER BY created")
+        rows = self.db.execute("SELECT key, request, requesters FROM jobs ORDER BY created, rowid")
         return [(k, json.loads(r), json.loads(q)) for k, r, q in rows]

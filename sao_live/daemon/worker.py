@@ -14,6 +14,7 @@ the pipe brings, and the process's death (`("exit", code)`), into calls on the e
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -27,7 +28,24 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import SaoLiveError
+
 log = logging.getLogger(__name__)
+
+
+class CacheWriteError(SaoLiveError):
+    """The clip was made but its file could not be written to the cache folder."""
+
+    code = "cache_failed"
+
+
+def cache_write_error(err: OSError, cache_dir: Path) -> CacheWriteError:
+    """What a requester is told when the clip file cannot be written, with the reason in words."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = f"no space left on the device holding the cache folder {cache_dir}"
+    else:
+        reason = f"cannot write to the cache folder {cache_dir}: {err.strerror or err}"
+    return CacheWriteError(f"the clip was made but could not be stored: {reason}")
 
 
 def fingerprint(model: str, text_encoder: str | None, numerics: str, device_type: str, raw_config: dict) -> str:
@@ -98,9 +116,12 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
     if loop_seconds:
         sr = result.sample_rate
         audio = cut_loop(audio, round(loop_seconds * sr), round(XFADE_SECONDS * sr))
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_audio(out, audio, result.sample_rate, "wav", "32f", mode=CLIP_MODE)
+    out = Path(path)  # <cache folder>/clips/<key[:2]>/<key>.wav
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_audio(out, audio, result.sample_rate, "wav", "32f", mode=CLIP_MODE)
+    except OSError as err:  # a full disk: the daemon reports it and keeps serving what is cached
+        raise cache_write_error(err, out.parents[2]) from None
     info = dict(
         bytes=out.stat().st_size,
         sha256=file_sha256(out),

@@ -1,9 +1,13 @@
 """The model worker's keeper: starts it, waits for its model, pings it, restarts it.
 
 The worker process (worker.py) owns the pipeline; this side runs on the event loop. A worker
-that dies or stops answering pings is restarted after a pause that grows with each failure in
-a row; its running job is retried once, then reported (ClipService.worker_died).
-`/sao/ready 0` goes out while it is down and `/sao/ready 1` when it is back.
+that dies or stops answering pings is restarted, and a replacement that dies while it loads
+(or does not load within `ready_timeout`) is replaced in turn, after a pause that doubles with
+each failure in a row (up to 30 s), for as long as the daemon runs. The dead worker's job is
+retried once, then reported (ClipService.worker_died). After DOWN_AFTER failed restarts in a
+row the worker is `down`: the clip service answers everyone waiting, and refuses new work,
+with `worker_unavailable` until a restart succeeds. `/sao/ready 0` goes out when the worker
+dies and `/sao/ready 1` when it is back.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from .settings import Settings
 from .worker import Worker
 
 log = logging.getLogger(__name__)
+DOWN_AFTER = 3  # failed restarts in a row before waiting requesters are told the worker is down
+MAX_PAUSE = 30.0  # seconds between restart attempts, at most
 
 
 class StartupError(SaoLiveError, RuntimeError):
@@ -38,18 +44,24 @@ class WorkerSupervisor:
         self.runtime = runtime
         self.worker: Worker | None = None
         self.stopping = False  # set at shutdown: an exit then is expected
-        self.failures = 0  # deaths since the worker was last ready
+        self.failed_restarts = 0  # replacements that did not come up since the worker was last ready
         self.loops: list[asyncio.Task] = []  # restarts, cancelled at shutdown
         self._ready: asyncio.Future | None = None
         self._last_pong = 0.0
         # what the clip service hears (set by ClipService.listen)
         self.on_job_message: Callable[[tuple], None] = _ignore
         self.on_died: Callable[[], None] = _ignore
+        self.on_down: Callable[[], None] = _ignore
         self.on_back: Callable[[], None] = _ignore
 
     @property
     def ready(self) -> bool:
         return self.worker is not None and self.worker.ready
+
+    @property
+    def down(self) -> bool:
+        """The worker failed to come back DOWN_AFTER times in a row (the restarts go on)."""
+        return self.failed_restarts >= DOWN_AFTER
 
     @property
     def pid(self) -> int:
@@ -84,6 +96,7 @@ class WorkerSupervisor:
         finally:
             stop_wait.cancel()
         if self._ready not in done:
+            self._ready.cancel()  # a worker given up on: its exit is nobody's news
             raise StartupError(
                 "stopped while the model was loading"
                 if stop.is_set()
@@ -99,7 +112,6 @@ class WorkerSupervisor:
             self._last_pong = time.monotonic()
         elif kind == "ready":
             worker.ready = True
-            self.failures = 0
             self._last_pong = time.monotonic()  # the heartbeat starts now (loading has ready_timeout)
             if not self._ready.done():
                 self._ready.set_result(ModelInfo.from_dict(msg[1]))
@@ -118,26 +130,37 @@ class WorkerSupervisor:
             return
         if not self._ready.done():
             self._ready.set_exception(StartupError(f"the worker exited with code {code} while loading the model"))
-            return
-        self.failures += 1
+        if not was_ready:
+            return  # it was loading: whoever waits for it (start-up, or the restart loop) hears it
         log.warning("worker %s exited with code %s; restarting it", worker.pid, code)
-        if was_ready:
-            self.replies.announce("/sao/ready", 0, self.settings.model)
+        self.replies.announce("/sao/ready", 0, self.settings.model)
         self.on_died()
         self.loops.append(self.runtime.spawn(self._restart()))
 
     async def _restart(self) -> None:
-        await asyncio.sleep(min(30.0, 0.25 * 2**self.failures))
-        if self.stopping:
-            return
-        self.start()
-        try:
-            await self.wait_ready(self.settings.ready_timeout, asyncio.Event())
-        except StartupError as err:
-            log.error("the restarted worker did not come up: %s", err)
-            self.worker.kill()  # its exit restarts it again, after a longer pause
-            return
+        """Starts workers until one is ready, pausing longer after each failure; never gives up."""
+        while True:
+            await asyncio.sleep(min(MAX_PAUSE, 0.5 * 2**self.failed_restarts))
+            if self.stopping:
+                return
+            self.start()
+            try:
+                await self.wait_ready(self.settings.ready_timeout, asyncio.Event())
+                break
+            except StartupError as err:
+                self.worker.kill()  # one that did not load in time; a dead one is gone already
+                self.failed_restarts += 1
+                log.error(
+                    "the restarted worker did not come up (%d in a row): %s; trying again in %g s",
+                    self.failed_restarts,
+                    err,
+                    min(MAX_PAUSE, 0.5 * 2**self.failed_restarts),
+                )
+                if self.failed_restarts == DOWN_AFTER:
+                    log.error("the worker is down: waiting requests are answered worker_unavailable")
+                    self.on_down()
         log.info("worker %d ready again", self.worker.pid)
+        self.failed_restarts = 0
         self.replies.announce("/sao/ready", 1, self.settings.model)
         self.on_back()
 

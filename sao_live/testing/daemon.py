@@ -174,9 +174,11 @@ class DaemonProcess:
         export: bool = True,
         args: tuple[str, ...] = (),
         model: str = "tiny-random",
+        prefix: tuple[str, ...] = (),
     ):
         self.model = model
         self.args = tuple(args)  # more `serve` flags
+        self.prefix = tuple(prefix)  # a command that execs the daemon (e.g. in a namespace of its own)
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.osc_port, self.reply_port = free_port(), free_port()
@@ -191,7 +193,8 @@ class DaemonProcess:
 
     def start(self, timeout: float = 90.0) -> DaemonProcess:
         """Starts the daemon and returns once it announced `/sao/ready 1` on the reply port."""
-        cmd = [sys.executable, "-m", "sao_live.cli", "serve", "--model", str(self.model), "--device", "cpu"]
+        cmd = [*self.prefix, sys.executable, "-m", "sao_live.cli", "serve"]
+        cmd += ["--model", str(self.model), "--device", "cpu"]
         cmd += ["--osc-port", str(self.osc_port), "--reply-port", str(self.reply_port)]
         cmd += ["--cache-dir", str(self.cache_dir), "--config", str(self.config)]
         if self.text_encoder is not None:

@@ -195,3 +195,33 @@ def test_the_queue_holds_at_least_one_job():
     s.submit("a", REQ, who(1))
     with pytest.raises(Busy):
         s.submit("b", REQ, who(2))
+
+
+def test_requesters_per_job_are_bounded():
+    s = Scheduler(max_requesters=2)
+    s.submit("a", REQ, who(1))
+    s.submit("a", REQ, who(2))
+    with pytest.raises(Busy, match="2 requesters already wait for this clip") as err:
+        s.submit("a", REQ, who(3))
+    assert err.value.code == "busy" and [r.id for r in s.find("a").requesters] == [1, 2]
+    assert not s.submit("b", REQ, who(3))[1]  # another clip still queues
+    with pytest.raises(ValueError, match="at least 1"):
+        Scheduler(max_requesters=0)
+
+
+def test_a_made_job_is_joined_until_it_is_delivered():
+    s = Scheduler()
+    s.submit("a", REQ, who(1), family="kick")
+    job = s.next()
+    s.deliver(job)
+    assert s.running is None and s.next() is None and len(s) == 0  # the worker is free, nothing to make
+    same, merged = s.submit("a", REQ, who(2))
+    assert merged and same is job and s.position(job) == 0 and [r.id for r in job.requesters] == [1, 2]
+    assert s.find_family("kick") is job
+    assert s.cancel("127.0.0.1", 2) == []  # its clip is made: it is answered, not cancelled
+    s.delivered(job)
+    assert s.find("a") is None
+    fresh, merged = s.submit("a", REQ, who(3))
+    assert not merged and fresh is not job
+    with pytest.raises(RuntimeError, match="not being delivered"):
+        s.delivered(job)

@@ -30,7 +30,8 @@ class FakeWorkers:
 
     def __init__(self):
         self.ready, self.pid, self.sent = True, 1234, []
-        self.on_job_message = self.on_died = self.on_back = None
+        self.down, self.failed_restarts = False, 0
+        self.on_job_message = self.on_died = self.on_back = self.on_down = None
 
     def send(self, msg):
         self.sent.append(msg)

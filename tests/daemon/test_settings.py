@@ -33,6 +33,7 @@ def test_user_config_file_is_read_when_present(tmp_path, monkeypatch):
         ("osc_prot = 1\n", "unknown settings ['osc_prot']"),
         ("osc_port = 70000\n", "osc_port must be a port number in [1, 65535], got 70000"),
         ("queue_size = 0\n", "queue_size must be at least 1"),
+        ("requesters_per_job = 0\n", "requesters_per_job must be at least 1"),
         ('export_format = "mp3"\n', "export_format must be one of wav, wav16, wav32f, flac, got 'mp3'"),
         ("shutdown_timeout = -1\n", "shutdown_timeout must be a positive number"),
         ("osc_port = \n", "cannot read config file"),

@@ -140,10 +140,11 @@ def test_latest_of_a_family_is_the_most_recently_used_whole_clip(store):
     assert store.latest("fam-aa").key == b.key and store.get(a.key) is None
 
 
-def test_adding_a_clip_ends_its_journal_entry(store):
-    store.journal_put("aa" + "8" * 30, {"prompt": "a"}, [])
-    store.journal_put("bb" + "8" * 30, {"prompt": "b"}, [])
-    put(store, "aa" + "8" * 30)
+def test_adding_a_clip_keeps_its_journal_entry_for_the_delivery(store):
+    store.journal_put_many([("aa" + "8" * 30, {"prompt": "a"}, []), ("bb" + "8" * 30, {"prompt": "b"}, [])])
+    put(store, "aa" + "8" * 30)  # made, but not yet exported nor answered: a crash now must not lose it
+    assert [k for k, _, _ in store.journal()] == ["aa" + "8" * 30, "bb" + "8" * 30]
+    store.journal_drop("aa" + "8" * 30)
     assert [k for k, _, _ in store.journal()] == ["bb" + "8" * 30]
 
 

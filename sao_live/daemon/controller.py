@@ -16,6 +16,7 @@ from ..live.sets import SetError, set_file
 from ..live.stage import STAGE_PARAMS, Stage
 from ..request import Request
 from ..runtime import Runtime
+from .guard import RateLimitedLog
 from .replies import Replies
 from .service import ClipService
 from .workers import WorkerSupervisor
@@ -52,6 +53,7 @@ class Controller:
         self.workers = workers
         self.runtime = runtime
         self.model_name = model_name
+        self.load_log = RateLimitedLog(log)  # a client can send /sao/load as often as it likes
 
     def reply(self, ctx: Context, address: str, *args) -> None:
         self.replies.reply(ctx.host, ctx.port, address, *args)
@@ -128,7 +130,7 @@ class Controller:
             try:
                 live = await self.stage.pads.load_set(path, shown=path.name, replaceable=True)
             except SetError as err:
-                log.warning("/sao/load %s from %s: %s (%s)", path.name, ctx.host, err, err.code)
+                self.load_log.warning("/sao/load %s from %s: %s (%s)", path.name, ctx.host, err, err.code)
                 self.reply(ctx, "/sao/error", ctx.id, err.code, err.public[:300])
                 return
             except Exception as err:  # a bug: the sender still gets an answer

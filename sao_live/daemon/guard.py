@@ -9,11 +9,13 @@ answer a victim. Two limits keep that from becoming an attack:
 - `ReplyBudget`: a token bucket of reply bytes per destination host. A reply that does not fit
   is dropped and counted, so one host can be sent at most `rate` bytes a second (after a burst
   of `burst` bytes) however many forged requests name it.
+- `RateLimitedLog`: what a sender's bad messages write to the log, so they cannot fill the disk.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import time
 
@@ -116,3 +118,23 @@ class ReplyBudget:
                 self._hosts.clear()
         self._hosts[host] = (left - size, now)
         return True
+
+
+class RateLimitedLog:
+    """At most `burst` log lines per `window` seconds; the rest are counted and summarised."""
+
+    def __init__(self, log: logging.Logger, burst: int = 20, window: float = 10.0):
+        self.log, self.burst, self.window = log, burst, window
+        self._start, self._count, self._dropped = 0.0, 0, 0
+
+    def warning(self, msg: str, *args, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._start > self.window:
+            if self._dropped:
+                self.log.warning("... and %d more bad messages in %.0f s", self._dropped, self.window)
+            self._start, self._count, self._dropped = now, 0, 0
+        self._count += 1
+        if self._count <= self.burst:
+            self.log.log(logging.ERROR if exc_info else logging.WARNING, msg, *args, exc_info=exc_info)
+        else:
+            self._dropped += 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from ..errors import SaoLiveError
 from ..live.sets import with_bpm
@@ -21,7 +20,7 @@ from ..ranges import RANGES, in_range
 from ..request import RequestError, is_number, parse_osc
 from . import oscwire, protocol
 from .controller import Context, Controller
-from .guard import AllowList
+from .guard import AllowList, RateLimitedLog
 from .replies import Replies
 
 log = logging.getLogger(__name__)
@@ -234,26 +233,6 @@ def handler_for(address: str):
 # ---------------------------------------------------------------- transport
 
 
-class _RateLimitedLog:
-    """At most `burst` log lines per `window` seconds; the rest are counted and summarised."""
-
-    def __init__(self, burst: int = 20, window: float = 10.0):
-        self.burst, self.window = burst, window
-        self._start, self._count, self._dropped = 0.0, 0, 0
-
-    def warning(self, msg: str, *args, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        if now - self._start > self.window:
-            if self._dropped:
-                log.warning("... and %d more bad messages in %.0f s", self._dropped, self.window)
-            self._start, self._count, self._dropped = now, 0, 0
-        self._count += 1
-        if self._count <= self.burst:
-            log.log(logging.ERROR if exc_info else logging.WARNING, msg, *args, exc_info=exc_info)
-        else:
-            self._dropped += 1
-
-
 class OscServer(asyncio.DatagramProtocol):
     """Datagrams in, parsed and dispatched to the handlers; answers go out through `Replies`."""
 
@@ -262,7 +241,7 @@ class OscServer(asyncio.DatagramProtocol):
         self.replies = replies
         self.allow = allow or AllowList([])
         self.transport: asyncio.DatagramTransport | None = None
-        self.bad = _RateLimitedLog()
+        self.bad = RateLimitedLog(log)
         self.refused = 0  # datagrams from senders outside the allow-list (dropped unanswered)
 
     def connection_made(self, transport) -> None:

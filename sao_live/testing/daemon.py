@@ -47,6 +47,7 @@ class Collector:
         self.sock.bind((host, port))  # another loopback address (127.0.0.77) is another sender
         self.port = self.sock.getsockname()[1]
         self.messages: list[tuple[str, tuple]] = []
+        self.datagrams: list[tuple[float, int]] = []  # (time.monotonic(), bytes) of each datagram received
         self._taken: set[int] = set()
         self._cond = threading.Condition()
         self._closed = False
@@ -57,6 +58,7 @@ class Collector:
             self._thread.start()
 
     def _keep(self, data: bytes) -> None:
+        self.datagrams.append((time.monotonic(), len(data)))
         for timed in OscPacket(data).messages:
             with self._cond:
                 self.messages.append((timed.message.address, tuple(timed.message.params)))

@@ -75,7 +75,7 @@ class Controller:
 
     def cancel_requester(self, host: str, port: int, id: int | str) -> int:
         """The web page's cancel: any client's request as the queue shows it (its sender hears `cancelled`)."""
-        return self.service.cancel((host, port), id)
+        return self.service.cancel((host, port), id, "cancelled on the web page")
 
     def queue(self) -> list[tuple]:
         """(job, requester, position, running) for every request waiting or running, in the order they run."""

@@ -97,6 +97,12 @@ def test_load_a_set_switch_banks_and_hit_pads(jack_daemon, page):
     assert best_lag(rec, snare)[1] > 0.95
     assert page.inner_text("#err-pads") == ""
 
+    # the library plays a clip on the daemon's player too (the set's takes are in the cache)
+    row = page.locator("#library li", has_text="web kick").first
+    rec = recorded(recorder, lambda: row.locator("button.daemon").click())
+    assert best_lag(rec, kick)[1] > 0.95
+    assert page.inner_text("#err-library") == ""
+
 
 def test_a_set_name_outside_the_folder_is_refused(jack_daemon, page):
     daemon, _ = jack_daemon

@@ -88,6 +88,47 @@ def test_a_bad_value_shows_the_daemons_error_beside_its_field(web_daemon, page, 
     assert page.locator("#err-form").inner_text() == ""
 
 
+def test_cancel_from_the_queue_loops_in_bars_filter_and_download(web_daemon, page):
+    open_page(page, web_daemon)
+    page.fill("#f-prompt", "long job to cancel")
+    page.fill("#f-seconds", "10")
+    page.fill("#f-steps", "1000")
+    page.click("#generate")
+    job = page.locator("#queue li", has_text="long job to cancel")
+    job.locator("button", has_text="Cancel").click()
+    job.wait_for(state="detached", timeout=15_000)
+    cancelled = page.locator("#err-form")
+    cancelled.wait_for()
+    assert cancelled.get_attribute("data-code") == "cancelled"
+    assert cancelled.text_content() == "cancelled on the web page (cancelled)"
+
+    page.check("input[name=length][value=bars]")
+    assert page.is_hidden("#f-seconds") and page.is_visible("#f-bars")
+    page.fill("#f-prompt", "web loop")
+    page.fill("#f-bars", "1")
+    page.fill("#f-bpm", "120")
+    page.fill("#f-steps", "2")
+    page.click("#generate")
+    loop = page.locator("#library li", has_text="web loop").first
+    loop.wait_for(timeout=60_000)
+    assert "1 bars at 120 bpm" in loop.locator(".info").inner_text() and "2.00 s" in loop.inner_text()
+
+    page.fill("#filter", "LOOP")
+    wait_until(page, "[...document.querySelectorAll('#library li .prompt')].every((p) => /loop/i.test(p.textContent))")
+    assert page.locator("#library li").count() >= 1
+    page.fill("#filter", "")
+    wait_until(page, "document.querySelectorAll('#library li').length >= 2")
+
+    href = loop.locator("a", has_text="Download").get_attribute("href")
+    answer = page.evaluate(
+        "async (href) => { const r = await fetch(href); return [r.status, r.headers.get('content-disposition'), "
+        "(await r.arrayBuffer()).byteLength]; }",
+        href,
+    )
+    assert answer[0] == 200 and answer[1].startswith("attachment;") and "web-loop" in answer[1], answer
+    assert answer[2] > 44  # a WAV, not an empty answer
+
+
 def test_the_page_says_when_the_daemon_is_gone_and_reconnects(web_daemon, page):
     open_page(page, web_daemon)
     clips = page.locator("#library li").count()

@@ -89,6 +89,8 @@ def test_a_bad_value_shows_the_daemons_error_beside_its_field(web_daemon, page, 
 
 
 def test_cancel_from_the_queue_loops_in_bars_filter_and_download(web_daemon, page):
+    with web_daemon.client() as osc:  # a clip the filter must hide
+        assert osc.request("/sao/gen", "plain", "plain clip", 0.5, "steps", 2)[0] == "/sao/done"
     open_page(page, web_daemon)
     page.fill("#f-prompt", "long job to cancel")
     page.fill("#f-seconds", "10")
@@ -113,11 +115,13 @@ def test_cancel_from_the_queue_loops_in_bars_filter_and_download(web_daemon, pag
     loop.wait_for(timeout=60_000)
     assert "1 bars at 120 bpm" in loop.locator(".info").inner_text() and "2.00 s" in loop.inner_text()
 
+    every = page.locator("#library li").count()
+    assert page.locator("#library li", has_text="plain clip").count() == 1
     page.fill("#filter", "LOOP")
     wait_until(page, "[...document.querySelectorAll('#library li .prompt')].every((p) => /loop/i.test(p.textContent))")
     assert page.locator("#library li").count() >= 1
     page.fill("#filter", "")
-    wait_until(page, "document.querySelectorAll('#library li').length >= 2")
+    wait_until(page, f"document.querySelectorAll('#library li').length === {every}")
 
     href = loop.locator("a", has_text="Download").get_attribute("href")
     answer = page.evaluate(
@@ -127,6 +131,18 @@ def test_cancel_from_the_queue_loops_in_bars_filter_and_download(web_daemon, pag
     )
     assert answer[0] == 200 and answer[1].startswith("attachment;") and "web-loop" in answer[1], answer
     assert answer[2] > 44  # a WAV, not an empty answer
+
+    # dragged out: Chromium's DownloadURL carries the file (a DAW or the desktop saves it); the path as text
+    transfer = page.evaluate_handle("() => new DataTransfer()")
+    loop.dispatch_event("dragstart", {"dataTransfer": transfer})
+    url = transfer.evaluate("(t) => t.getData('DownloadURL')")
+    assert url.startswith("audio/wav:web-loop-") and url.endswith(f"{web_daemon.web_url.rstrip('/')}{href}"), url
+    path = transfer.evaluate("(t) => t.getData('text/plain')")
+    assert path.endswith(".wav") and path.startswith(str(web_daemon.cache_dir)), path
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    loop.locator("button.copy").click()
+    wait_until(page, f"navigator.clipboard.readText().then((text) => text === {path!r})")
 
 
 def test_the_page_says_when_the_daemon_is_gone_and_reconnects(web_daemon, page):

@@ -72,7 +72,7 @@ def recorded(recorder, act) -> np.ndarray:
     return recorder.wait(RATE, mark)
 
 
-def test_load_a_set_switch_banks_and_hit_pads(jack_daemon, page):
+def test_load_a_set_switch_banks_and_hit_pads(jack_daemon, page, screenshots):
     daemon, recorder = jack_daemon
     page.goto(daemon.web_url)
     wait_ready(page)
@@ -102,6 +102,12 @@ def test_load_a_set_switch_banks_and_hit_pads(jack_daemon, page):
     rec = recorded(recorder, lambda: row.locator("button.daemon").click())
     assert best_lag(rec, kick)[1] > 0.95
     assert page.inner_text("#err-library") == ""
+
+    page.screenshot(path=str(screenshots / "pads-1280x800.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.locator("#pads-s").scroll_into_view_if_needed()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(screenshots / "pads-390x844.png"))
 
 
 def test_a_set_name_outside_the_folder_is_refused(jack_daemon, page):

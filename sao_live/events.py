@@ -20,6 +20,8 @@ from pathlib import Path
 from .request import Requester
 
 log = logging.getLogger(__name__)
+# `Requester.host` of a request made on the web page: its events go to the page's WebSocket, not over OSC.
+WEB = "web"
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,15 @@
 
 `__init__` builds every part and hands each only what it uses (docs/architecture.md):
 the runtime (tasks and threads), the replies (OSC out), the event bus, the one Tempo, the
-clip store, the worker supervisor, the clip service, the live stage and the controller the
-OSC handlers act on. `serve()` reads top to bottom: signal handlers that only set flags,
+clip store, the worker supervisor, the clip service, the live stage, the controller the
+OSC handlers act on, and the web page's server (`sao_live.web`, acting on the same controller).
+`serve()` reads top to bottom: signal handlers that only set flags,
 `startup()`, the main loop, `shutdown()`.
 
 Startup: the OSC socket is bound (a port clash fails at once; `/sao/startup` goes out, and
 until the model is loaded requests are answered `not_ready`), the worker starts loading the
 model (the slow part), audio and MIDI open, the clip store is opened and
-tidied; once the model is loaded, interrupted jobs are resumed and `/sao/ready 1 <model>` is
+tidied, the web page is served; once the model is loaded, interrupted jobs are resumed and `/sao/ready 1 <model>` is
 announced. The main loop only waits for a signal: the work happens in tracked tasks (the job
 feeder, the worker heartbeat, the stage's watch) and in the OSC handlers. Shutdown goes in
 reverse: stop taking requests, tell queued requesters, let the running job finish
@@ -65,6 +66,11 @@ class Daemon:
         self.osc = OscServer(self.controller, self.replies, AllowList.for_settings(s.host, s.allow))
         self.bus.subscribe(self.replies.osc_events)
         self.stage.subscribe(self.bus)
+        self.web = None
+        if s.web:  # aiohttp loads only when the page is served
+            from ..web.server import WebServer
+
+            self.web = WebServer(self.controller, self.bus, self.store, self.runtime, s)
         self._loops: list[asyncio.Task] = []  # long-lived tasks, cancelled (not awaited) at shutdown
 
     # ------------------------------------------------------------ lifecycle
@@ -114,6 +120,12 @@ class Daemon:
         await self.stage.start()
         await self.runtime.io(self.store.open)
         await self.runtime.io(self.store.recover)
+        if self.web is not None:  # up while the model loads: the page shows it loading
+            try:
+                await self.web.start()
+            except OSError as err:
+                raise StartupError(port_problem(s.host, s.http_port, err, "the web page", "--http-port")) from None
+            log.info("web page: %s", self.web.url)
         if s.export_dir is not None:
             try:
                 check_folder(s.export_dir, "export_dir")
@@ -147,6 +159,8 @@ class Daemon:
         for task in self._loops:
             task.cancel()
         await self.runtime.drain(5.0)  # replies being delivered, clips being indexed and exported
+        if self.web is not None:
+            await self.web.close()
         self.stage.close()
         await self.workers.stop()
         self.replies.announce("/sao/ready", 0, s.model)

@@ -16,6 +16,8 @@ from ..errors import SaoLiveError
 from .settings import Settings
 from .store import check_cache_folder
 
+DEFAULT_PORTS = {"--osc-port": 9321, "--http-port": 9323}
+
 
 class PreflightError(SaoLiveError, RuntimeError):
     code = "startup_failed"
@@ -27,6 +29,8 @@ def check(settings: Settings) -> None:
 
     check_model_source(settings.model)
     check_udp_port(settings.host, settings.osc_port)
+    if settings.web:
+        check_tcp_port(settings.host, settings.http_port)
     check_allow(settings)
     check_folder(settings.cache_dir, "--cache-dir")
     check_cache_folder(settings.cache_dir)  # a folder of the user's own is refused, never tidied
@@ -46,18 +50,19 @@ def check_allow(settings: Settings) -> None:
         raise PreflightError(f"{err}; fix --allow or `allow` in the config file") from None
 
 
-def port_problem(host: str, port: int, err: OSError) -> str:
-    """Why OSC cannot listen on host:port, and which flag changes it."""
-    where = f"cannot listen for OSC on {host}:{port}"
+def port_problem(host: str, port: int, err: OSError, what: str = "OSC", flag: str = "--osc-port") -> str:
+    """Why `what` cannot listen on host:port, and which flag changes it."""
+    where = f"cannot listen for {what} on {host}:{port}"
     if err.errno == errno.EADDRINUSE:
-        spare = free_port(host, near=port + 1)
-        other = f"--osc-port {spare}" if spare else "--osc-port <another port>"
+        spare = free_port(host, near=port + 1, kind=socket.SOCK_STREAM if flag == "--http-port" else socket.SOCK_DGRAM)
+        other = f"{flag} {spare}" if spare else f"{flag} <another port>"
         return (
             f"{where}: the port is in use (another `sao-live serve`?). Stop that program, or listen on another "
             f"port with `{other}` and point your client at it"
         )
     if err.errno == errno.EACCES:
-        return f"{where}: ports below 1024 need administrator rights; choose one above, e.g. `--osc-port 9321`"
+        example = f"{flag} {DEFAULT_PORTS[flag]}"
+        return f"{where}: ports below 1024 need administrator rights; choose one above, e.g. `{example}`"
     if err.errno == errno.EADDRNOTAVAIL or isinstance(err, socket.gaierror):
         return f"{where}: {host!r} is not an address of this machine; use `--host 127.0.0.1` or `--host 0.0.0.0`"
     return f"{where}: {err.strerror or err}"
@@ -72,13 +77,24 @@ def check_udp_port(host: str, port: int) -> None:
             raise PreflightError(port_problem(host, port, err)) from None
 
 
-def free_port(host: str = "127.0.0.1", near: int | None = None) -> int | None:
-    """A UDP port nothing listens on now: the kernel's pick, or the first free one from `near` on
-    (within 100 ports; None if all are taken)."""
+def check_tcp_port(host: str, port: int) -> None:
+    """The web page's port is free (the daemon binds it later, with SO_REUSEADDR as here)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise PreflightError(port_problem(host, port, err, "the web page", "--http-port")) from None
+
+
+def free_port(host: str = "127.0.0.1", near: int | None = None, kind: int = socket.SOCK_DGRAM) -> int | None:
+    """A UDP (or `kind`) port nothing listens on now: the kernel's pick, or the first free one from
+    `near` on (within 100 ports; None if all are taken)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     candidates = [0] if near is None else range(near, min(near + 100, 65536))
     for port in candidates:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        with socket.socket(family, kind) as sock:
             try:
                 sock.bind((host, port))
             except OSError:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import struct
 
-from ..events import Cancelled, Done, Event, Failed, Progress, Queued
+from ..events import WEB, Cancelled, Done, Event, Failed, Progress, Queued
 from . import oscwire
 from .guard import ReplyBudget
 
@@ -47,8 +47,8 @@ class Replies:
             self._host_ports[host] = reply_port
 
     def send(self, target: tuple[str, int], address: str, *args) -> None:
-        if not target[0]:
-            return  # host "": the daemon's own request (a set's pre-render) has nobody to answer
+        if not target[0] or target[0] == WEB:
+            return  # the daemon's own request (a set's pre-render, host "") or the web page's: no OSC answer
         if self.transport is None or self.transport.is_closing():
             return
         try:

@@ -399,10 +399,10 @@ class ClipService:
                 self.bus.publish(Failed(r, code, message))
             self.journal.drop(job.key)
 
-    def cancel(self, target: tuple[str, int], id: int | str | None) -> int:
+    def cancel(self, target: tuple[str, int], id: int | str | None, why: str = "cancelled by /sao/cancel") -> int:
         """Cancels `id` (or all, None) of the requests answered at `target`; returns how many requesters let go."""
         removed = self.sched.cancel(target, id)
-        self._let_go(removed, "cancelled by /sao/cancel")
+        self._let_go(removed, why)
         if id is not None and not removed:
             raise RequestError("unknown_id", f"no queued or running request {id!r} from this sender")
         return len(removed)

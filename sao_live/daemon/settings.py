@@ -60,6 +60,8 @@ class Settings:
     host: str = "127.0.0.1"  # OSC listen address; 0.0.0.0 to accept other machines
     osc_port: int = 9321
     reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
+    web: bool = True  # serve the web page (docs/web.md) on `host`
+    http_port: int = 9323  # the web page's TCP port
     allow: tuple[str, ...] = ()  # senders besides loopback: hosts, networks; empty: the subnet listened on
     reply_rate_kb: int = 1024  # reply kilobytes a second any one host may be sent (twice that in a burst)
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -97,7 +99,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in ("cache_dir", "export_dir", "set_file", "sets_dir") and value is not None:
                 put(self, f.name, Path(value).expanduser())
-        for name in ("osc_port", "reply_port"):
+        for name in ("osc_port", "reply_port", "http_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise SettingsError(f"{name} must be a port number in [1, 65535], got {port!r}")
@@ -117,6 +119,8 @@ class Settings:
                 raise SettingsError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.int8 is not None and not isinstance(self.int8, bool):
             raise SettingsError(f"int8 must be true or false, got {self.int8!r}")
+        if not isinstance(self.web, bool):
+            raise SettingsError(f"web must be true or false, got {self.web!r}")
         if not isinstance(self.export, bool):
             raise SettingsError(f"export must be true or false, got {self.export!r}")
         for name in ("queue_size", "requesters_per_job"):

@@ -1,7 +1,8 @@
 """The clip store: finished audio on disk, indexed by cache key in sqlite3 (WAL).
 
 Layout under the cache folder: `CACHEDIR.TAG`, `index.sqlite3` and `clips/<key[:2]>/<key>.wav`
-(32-bit float WAV, exactly what the model made, readable by the user only). Clip files are
+(32-bit float WAV, exactly what the model made, readable by the user only), with the web page's
+`<key>.peaks` (the clip's waveform) beside it once the page has shown the clip. Clip files are
 written by the worker to a temporary name (`.<key>.wav.<random>.part`) and renamed, and indexed
 only after the rename, so a reader never sees half a clip. A clip whose file went missing or
 changed size is dropped when looked up (the caller regenerates it); `verify` also re-hashes
@@ -63,7 +64,8 @@ CLIP_MODE = 0o600  # cached clips are private to the user; exports follow the um
 KEY = re.compile(r"[0-9a-f]{32}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _CLIP_FILE = re.compile(r"(?P<key>[0-9a-f]{32})\.wav")
-_PARTIAL_FILE = re.compile(r"\.(?P<key>[0-9a-f]{32})\.wav\.[A-Za-z0-9_]+\.part")  # write_audio's temporary
+_PEAKS_FILE = re.compile(r"(?P<key>[0-9a-f]{32})\.peaks")  # a clip's waveform for the web page
+_PARTIAL_FILE = re.compile(r"\.(?P<key>[0-9a-f]{32})\.(wav|peaks)\.[A-Za-z0-9_]+\.part")  # a temporary
 _FOLDER_VIEW_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # left by file managers in any folder shown
 
 _COLUMNS = "key, family, bytes, sha256, seconds, seed, sample_rate, request, created, last_used, pinned"
@@ -193,7 +195,7 @@ class ClipStore:
                 strays.append(entry)
                 continue
             for path in sorted(entry.iterdir()):
-                clip = _CLIP_FILE.fullmatch(path.name)
+                clip = _CLIP_FILE.fullmatch(path.name) or _PEAKS_FILE.fullmatch(path.name)
                 partial = _PARTIAL_FILE.fullmatch(path.name)
                 made = clip or partial
                 if path.is_symlink() or not path.is_file() or not made or made["key"][:2] != entry.name:
@@ -243,6 +245,10 @@ class ClipStore:
 
     def clip_path(self, key: str) -> Path:
         return self.root / "clips" / key[:2] / f"{key}.wav"
+
+    def peaks_path(self, key: str) -> Path:
+        """The clip's waveform peaks (made by the web page's server), removed with the clip."""
+        return self.root / "clips" / key[:2] / f"{key}.peaks"
 
     def _clip(self, row) -> Clip:
         key, family, size, sha, seconds, seed, rate, request, created, last_used, pinned = row
@@ -333,6 +339,7 @@ class ClipStore:
         self._touched.pop(key, None)
         if KEY.fullmatch(key):  # a key from an edited index could name a path outside the cache
             self.clip_path(key).unlink(missing_ok=True)
+            self.peaks_path(key).unlink(missing_ok=True)
 
     def evict(self, protect: frozenset | set = frozenset()) -> list[str]:
         """Removes least recently used clips until the total fits `max_bytes`; returns their keys."""
@@ -367,6 +374,18 @@ class ClipStore:
     def clips(self) -> list[Clip]:
         self.flush()
         return [self._clip(r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM clips ORDER BY last_used DESC")]
+
+    def recent(self, text: str = "", limit: int = 50, offset: int = 0) -> tuple[list[Clip], int]:
+        """Newest first, those whose prompt holds `text` (any case): (a page of `limit` from `offset`, how many)."""
+        where, args = "", ()
+        if text:
+            where, args = "WHERE instr(lower(json_extract(request, '$.prompt')), lower(?)) > 0", (text,)
+        (total,) = self.db.execute(f"SELECT COUNT(*) FROM clips {where}", args).fetchone()
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM clips {where} ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset),
+        )
+        return [self._clip(r) for r in rows], total
 
     def clear(self) -> int:
         """Removes every indexed clip (and nothing else); returns how many."""

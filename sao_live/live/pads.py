@@ -132,6 +132,17 @@ class PadBank:
         mode = LOOP if take.loop_frames else MODES["oneshot"]
         return player.play(take, gain, mode, 0, f"id:{rid}", self.audio.start_frame(self.quantize)), take
 
+    async def play_clip(self, clip) -> int:
+        """Plays a clip of the cache once (the web page's library); its voice. Stopped as `clip:<key>`."""
+        self.audio.need()
+        take = await self.audio.prepare(clip)
+        player = self.audio.need()  # the audio process may have gone meanwhile
+        return player.play(take, 1.0, MODES["oneshot"], 0, f"clip:{clip.key}", self.audio.start_frame(self.quantize))
+
+    def stop_clip(self, key: str) -> int:
+        """Stops the voices `play_clip` started for this clip; returns how many."""
+        return self.audio.need().stop(f"clip:{key}")
+
     def stop(self, target) -> int:
         """Stops `all`, a pad (`pad<n>`) or a request id's voices; returns how many."""
         player = self.audio.need()

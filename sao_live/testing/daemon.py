@@ -184,6 +184,7 @@ class DaemonProcess:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.osc_port, self.reply_port = free_port(), free_port()
+        self.http_port = free_port(kind=socket.SOCK_STREAM)  # the web page's
         self.cache_dir = self.root / "cache"
         self.export_dir = self.root / "export" if export else None
         self.text_encoder = text_encoder
@@ -198,6 +199,7 @@ class DaemonProcess:
         cmd = [*self.prefix, sys.executable, "-m", "sao_live.cli", "serve"]
         cmd += ["--model", str(self.model), "--device", "cpu"]
         cmd += ["--osc-port", str(self.osc_port), "--reply-port", str(self.reply_port)]
+        cmd += ["--http-port", str(self.http_port)]
         cmd += ["--cache-dir", str(self.cache_dir), "--config", str(self.config)]
         if self.text_encoder is not None:
             cmd += ["--text-encoder", str(self.text_encoder)]
@@ -230,6 +232,11 @@ class DaemonProcess:
     def client(self, hello: bool = True, thread: bool = True, host: str = "127.0.0.1", daemon_host="127.0.0.1"):
         """A client sending from `host` (another loopback address is another sender) to `daemon_host`."""
         return Client(self.osc_port, hello, thread, host, daemon_host)
+
+    @property
+    def web_url(self) -> str:
+        """The web page's address on this machine (without the token a `--host 0.0.0.0` daemon wants)."""
+        return f"http://127.0.0.1:{self.http_port}/"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

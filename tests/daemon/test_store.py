@@ -406,3 +406,36 @@ def test_a_key_that_is_not_a_key_never_names_a_file(tmp_path, store):
         store.db.execute("INSERT INTO clips VALUES (?, 'f', 12, 'x', 1.0, 1, 44100, '{}', 0, 0, 0)", (key,))
     assert store.clear() == 1 and store.stats() == (0, 0)
     assert victim.read_bytes() == b"RIFF keep me"
+
+
+def test_a_clips_waveform_lives_and_goes_with_it(store):
+    """The web page's `<key>.peaks` beside a clip is the cache's own: kept with its clip, deleted
+    without one (never moved to stray/ as a file the cache did not make), removed with the clip."""
+    from sao_live.web.peaks import WIDTH, load_or_make
+
+    kept, gone = put(store, "aa" + "2" * 30), "bb" + "2" * 30
+    peaks = load_or_make(kept.path, store.peaks_path(kept.key))
+    assert len(peaks) == 2 * WIDTH and store.peaks_path(kept.key).read_bytes() == peaks
+    assert max(peaks) > 128 + 20  # the clip's 0.25 shows
+    orphan = store.peaks_path(gone)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(peaks)
+    partial = orphan.with_name(f".{gone}.peaks.abc123.part")
+    partial.write_bytes(b"half")
+    assert store.recover() == (1, 1, 0)
+    assert store.peaks_path(kept.key).exists() and not orphan.exists() and not partial.exists()
+    assert not (store.root / "stray").exists()
+    store.remove(kept.key)
+    assert not store.peaks_path(kept.key).exists()
+
+
+def test_recent_is_newest_first_and_filters_by_prompt(store):
+    keys = [f"{i:02d}" + "c" * 30 for i in range(5)]
+    for k in keys:
+        put(store, k)
+        time.sleep(0.01)
+    clips, total = store.recent(limit=2)
+    assert total == 5 and [c.key for c in clips] == keys[::-1][:2]
+    clips, total = store.recent(text="CLIP 03", limit=10)
+    assert total == 1 and clips[0].key == keys[3]
+    assert store.recent(limit=2, offset=4)[0][0].key == keys[0]

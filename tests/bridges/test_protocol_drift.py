@@ -77,7 +77,7 @@ def test_readme_keeps_the_two_fresh_machine_commands():
     serve = ("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 && pip install -e . "
              "&& sao-live serve")  # fmt: skip
     test = ("S=$(command -v sudo); $S apt-get update && $S apt-get install -y --no-install-recommends jackd2 "
-            "libportaudio2 liblo-tools puredata-core sox iproute2 && python3 -m venv .venv && "
+            "libportaudio2 liblo-tools puredata-core sox iproute2 chromium && python3 -m venv .venv && "
             '. .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test,link]" && '
             "HF_HUB_OFFLINE=1 python -m pytest")  # fmt: skip
     assert f"    {serve}\n" in text and f"    {test}\n" in text

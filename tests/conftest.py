@@ -51,3 +51,17 @@ def tiny_checkpoint(tmp_path_factory, tiny_pipeline) -> Path:
     (folder / "model_config.json").write_text(json.dumps(cfg.raw))
     torch.save({"state_dict": state}, folder / "state.ckpt")
     return folder
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """One private JACK server (dummy backend) for the whole session: libjack serves one server per
+    process, so the live and web suites share it, each daemon with its own PortAudio client."""
+    from sao_live.testing.jack import JackServer
+
+    from .needs import need
+
+    need("the live suite (apt-get install jackd2)", tools=["jackd"])
+    server = JackServer(f"saotest{os.getpid()}")
+    yield server
+    server.stop()

@@ -1,15 +1,11 @@
-"""Fixtures for the live tests: a private JACK server, a recorder, and one daemon playing into it."""
+"""Fixtures for the live tests: a recorder, and one daemon playing into the session's JACK server."""
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
 from sao_live.testing.daemon import DaemonProcess
-from sao_live.testing.jack import JackServer, Recorder
-
-from ..needs import need
+from sao_live.testing.jack import Recorder
 
 SET_TEXT = """
 name = "test-set"
@@ -48,14 +44,6 @@ name = "b"
 [[banks.pads]]
 prompt = "other bank"
 """
-
-
-@pytest.fixture(scope="session")
-def jack_server():
-    need("the live suite (apt-get install jackd2)", tools=["jackd"])
-    server = JackServer(f"saotest{os.getpid()}")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

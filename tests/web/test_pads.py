@@ -3,7 +3,7 @@ a JACK client records what the daemon plays (real parts: JACK's dummy backend, h
 
 from __future__ import annotations
 
-import os
+import time
 
 import numpy as np
 import pytest
@@ -11,10 +11,9 @@ import soundfile as sf
 import soxr
 
 from sao_live.testing.daemon import DaemonProcess
-from sao_live.testing.jack import JackServer, Recorder
+from sao_live.testing.jack import Recorder
 
 from ..live.jack_helpers import best_lag
-from ..needs import need
 from .conftest import wait_ready
 
 RATE = 48000
@@ -39,22 +38,27 @@ seed = 13
 
 
 @pytest.fixture(scope="module")
-def jack_daemon(tmp_path_factory, tiny_t5):
-    need("the web pads test (apt-get install jackd2)", tools=["jackd"])
-    server = JackServer(f"saoweb{os.getpid()}")
+def jack_daemon(tmp_path_factory, tiny_t5, jack_server):
+    """A daemon playing into the session's JACK server, recorded from its own PortAudio client
+    (the live suite's daemon may be playing into the same server under the name PortAudio)."""
     root = tmp_path_factory.mktemp("web-pads")
     sets = root / "sets"
     sets.mkdir()
     (sets / "web-set.toml").write_text(SET_TEXT)
     (sets / "other.toml").write_text(SET_TEXT.replace("web-set", "other"))
     config = dict(audio_device="JACK", midi_in="none", sets_dir=str(sets), master_db=-20.0, velocity_curve=1.0)
+    recorder = Recorder(name="sao-web-rec")
+    before = {p.name for p in recorder.client.get_ports(is_output=True, is_audio=True)}
     daemon = DaemonProcess(root, tiny_t5, config=config).start(timeout=120)
-    recorder = Recorder()
-    recorder.connect("PortAudio")
+    deadline = time.monotonic() + 20
+    while not (ours := [p.name for p in recorder.client.get_ports(is_output=True, is_audio=True)
+                        if p.name.startswith("PortAudio") and p.name not in before]):  # fmt: skip
+        assert time.monotonic() < deadline, "the daemon's PortAudio client never appeared in JACK"
+        time.sleep(0.05)
+    recorder.connect(ours[0].split(":")[0] + ":")
     yield daemon, recorder
     recorder.close()
     daemon.stop()
-    server.stop()
 
 
 def clip_of(daemon, prompt: str, seed: int) -> np.ndarray:

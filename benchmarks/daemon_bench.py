@@ -63,11 +63,6 @@ def _load_client(port: int, rate: float, duration: float, request: tuple, start_
     client.close()
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-
-
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -158,7 +153,7 @@ def main() -> int:
             f"{sent - answered} lost, {results['load']['errors']} errors"
         )
 
-        rss, peak = rss_mb(daemon.proc.pid)
+        rss, peak = daemon.memory_mb()
         results["control_rss_mb"] = dict(now=rss, peak=peak)
         print(f"control process memory: {rss:.0f} MB now, {peak:.0f} MB peak (the worker is a separate process)")
     finally:

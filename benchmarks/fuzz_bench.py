@@ -204,13 +204,6 @@ def socket_drops(port: int) -> int:
     return 0
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datagrams", type=int, default=100_000)
@@ -225,7 +218,7 @@ def main() -> int:
     try:
         with daemon.client() as c:
             worker = daemon.worker_pid(c)
-        before = rss_mb(daemon.proc.pid)
+        before = daemon.memory_mb()[0]
         drops_before = socket_drops(daemon.osc_port)
         watcher = daemon.client()  # said hello before the flood
         ctx = multiprocessing.get_context("spawn")
@@ -258,7 +251,7 @@ def main() -> int:
         parts = [out.get(timeout=120) for _ in procs]
         for proc in procs:
             proc.join()
-        after = rss_mb(daemon.proc.pid)
+        after = daemon.memory_mb()[0]
         amplification = {}
         for n, (name, data) in enumerate(PROBES.items(), 1):
             amplification[name] = (probe(daemon, n, data, settle=3.0), len(data))

@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sao_live.testing.daemon import DaemonProcess  # noqa: E402
 
@@ -68,10 +66,6 @@ def fill(client, count: int, tag: str) -> None:
         done += 1
 
 
-def rss_mb(daemon: DaemonProcess) -> float:
-    return psutil.Process(daemon.proc.pid).memory_info().rss / 2**20
-
-
 def run_for_memory(root: Path, t5: Path, clips: int, browser, mode: str) -> float:
     args = ("--no-web",) if mode == "no web" else ()
     daemon = DaemonProcess(root / mode.replace(" ", "-"), t5, config=dict(audio_device="none", midi_in="none"),
@@ -85,7 +79,7 @@ def run_for_memory(root: Path, t5: Path, clips: int, browser, mode: str) -> floa
         with daemon.client() as client:
             fill(client, clips, "m")
         time.sleep(1.0)
-        return rss_mb(daemon)
+        return daemon.memory_mb()[0]
     finally:
         if page is not None:
             page.close()

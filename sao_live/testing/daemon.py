@@ -251,6 +251,12 @@ class DaemonProcess:
                 continue  # the thread has ended
         return pids
 
+    def memory_mb(self) -> tuple[float, float]:
+        """The daemon's control process: resident memory now and its peak (VmRSS, VmHWM), in MB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
     def worker_pid(self, client: Client) -> int:
         client.send("/sao/status")
         return client.wait_for("/sao/status", timeout=10)[5]

@@ -85,11 +85,18 @@ def ping(c: Controller, ctx: Context, atoms: tuple) -> None:
     c.reply(ctx, "/sao/pong", *atoms)
 
 
+def _whole(value, lo: int, hi: int) -> int | None:
+    """`value` as an int if it is a whole number in [lo, hi] (Pd sends every number as a float), else None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        return None
+    return value
+
+
 def hello(c: Controller, ctx: Context, atoms: tuple) -> None:
-    port = atoms[0] if len(atoms) == 1 else None
-    if isinstance(port, float) and port.is_integer():
-        port = int(port)
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+    port = _whole(atoms[0], 0, 65535) if len(atoms) == 1 else None
+    if port is None:
         raise RequestError("bad_port", f"/sao/hello takes one port in [0, 65535], got {list(atoms)!r}"[:300])
     c.hello(ctx, port)
 
@@ -109,10 +116,8 @@ def get_param(c: Controller, ctx: Context, atoms: tuple) -> None:
 
 def info(c: Controller, ctx: Context, atoms: tuple) -> None:
     pages = -(-len(protocol.PROTOCOL) // INFO_PAGE)
-    page = atoms[0] if len(atoms) == 1 else 0 if not atoms else None
-    if isinstance(page, float) and page.is_integer():
-        page = int(page)
-    if not isinstance(page, int) or isinstance(page, bool) or not 0 <= page < pages:
+    page = _whole(atoms[0], 0, pages - 1) if len(atoms) == 1 else 0 if not atoms else None
+    if page is None:
         raise RequestError("bad_args", f"/sao/info takes [page] in [0, {pages - 1}], got {list(atoms)!r}"[:300])
     for row in protocol.PROTOCOL[page * INFO_PAGE : (page + 1) * INFO_PAGE]:
         c.reply(ctx, "/sao/info", row.address, row.arguments, row.replies, row.errors)

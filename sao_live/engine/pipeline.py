@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ from .tiled import TiledDecoder
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
 DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, docs/engine.md)
+# Latent frames fed to the streaming decoder at a time: a small first push so sound can start
+# early, larger ones later for throughput (BENCHMARKS.md: streamed decoding).
+STREAM_PUSHES = (16, 16, 32)
+STREAM_PUSH = 64  # every push after those
 
 # Model-card defaults per objective: Small is rf, 1.0 is v.
 DEFAULTS = {
@@ -54,6 +59,9 @@ class GenerationResult:
     sample_rate: int
     seed: int
     latents: torch.Tensor  # (1, C, T) as sampled
+    # where the time went, in seconds: text (T5 and number conditioning), dit (the sampler's
+    # steps), decode, first_audio (from the start of generate to the first decoded chunk)
+    timings: dict = field(default_factory=dict)
 
 
 def best_device() -> torch.device:
@@ -201,6 +209,25 @@ class StableAudioPipeline:
         """Latents (B, C, T) -> audio (B, channels, T * downsampling_ratio) fp32."""
         return self.model.pretransform.decode(latents)
 
+    def decode_stream(self, latents: torch.Tensor, keep: int) -> Iterator[np.ndarray]:
+        """Latents (1, C, T) -> the first `keep` samples of their audio, in time order, as float32
+        (channels, n) chunks that join into `decode(latents)[0, :, :keep]` to float rounding."""
+        decoder = self.model.pretransform.fast_decoder
+        if decoder is None:  # the plain decoder (GPU, or no tiled decoder): one chunk
+            yield self.decode(latents)[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
+            return
+        total, pushes = latents.shape[2], []
+        for n in (*STREAM_PUSHES, *[STREAM_PUSH] * math.ceil(total / STREAM_PUSH)):
+            pushes.append(min(n, total - sum(pushes)))
+        made = 0
+        for audio in decoder.stream(latents[0].float(), [n for n in pushes if n]):  # (samples, channels)
+            piece = audio[: keep - made].t().numpy().astype(np.float32)
+            made += piece.shape[1]
+            if piece.shape[1]:
+                yield piece
+            if made >= keep:
+                return
+
     @torch.no_grad()
     def encode_audio(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Audio (B, channels, samples) -> latents sampled from the VAE posterior."""
@@ -249,6 +276,7 @@ class StableAudioPipeline:
         init_audio: tuple[np.ndarray, int] | None = None,
         init_noise_level: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        on_audio: Callable[[np.ndarray], None] | None = None,
     ) -> GenerationResult:
         """Generates one clip of `seconds` (default: the whole window) for `prompt`.
 
@@ -258,7 +286,10 @@ class StableAudioPipeline:
         is sigma_max for it (rf: in (0, 1], default 0.1; v: default 1.0).
         `progress(done_steps, total_steps)` is called after every sampler step; raising
         `sao_live.errors.Cancelled` from it stops the generation.
+        `on_audio(chunk)` (fast mode) gets the decoded audio in time order, as float32 (channels, n)
+        chunks, while the rest is still decoding; they join into `GenerationResult.audio` exactly.
         """
+        began = time.perf_counter()
         d = DEFAULTS[self.cfg.objective]
         sample_size = sample_size or self.cfg.sample_size
         seconds = sample_size / self.cfg.sample_rate if seconds is None else seconds
@@ -280,6 +311,7 @@ class StableAudioPipeline:
 
         cond = self.conditioning([prompt], [seconds])
         negative = self.conditioning([negative_prompt], [seconds]) if negative_prompt else None
+        timings = {"text": time.perf_counter() - began}
         init = None
         if init_audio is not None:
             init = self.encode_audio(self._prepare_init_audio(init_audio, sample_size), generator)
@@ -311,13 +343,27 @@ class StableAudioPipeline:
             x = noise * sigmas[0] if init is None else init + noise * sigmas[0]
             latents = sample(denoise, x, sigmas, callback=callback, generator=cpu_generator)
 
+        decoding = time.perf_counter()
+        timings["dit"] = decoding - began - timings["text"]
         keep = round(seconds * self.cfg.sample_rate)
-        if self.numerics == "fast":
-            audio = self.decode(latents[:, :, : self.decode_frames(seconds)])
+        if on_audio is not None and self.numerics == "fast":
+            pieces = []
+            for piece in self.decode_stream(latents[:, :, : self.decode_frames(seconds)], keep):
+                timings.setdefault("first_audio", time.perf_counter() - began)
+                on_audio(piece)
+                pieces.append(piece)
+            audio = np.concatenate(pieces, axis=1)
         else:
-            audio = self.decode(latents)
-        audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
-        return GenerationResult(audio, self.cfg.sample_rate, seed, latents)
+            if self.numerics == "fast":
+                audio = self.decode(latents[:, :, : self.decode_frames(seconds)])
+            else:
+                audio = self.decode(latents)
+            audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
+            if on_audio is not None:
+                on_audio(audio)
+            timings["first_audio"] = time.perf_counter() - began
+        timings["decode"] = time.perf_counter() - decoding
+        return GenerationResult(audio, self.cfg.sample_rate, seed, latents, timings)
 
 
 def load_pipeline(

@@ -105,31 +105,83 @@ def _rows(channels: int) -> int:
     return max(64, TILE_ELEMENTS // channels)
 
 
-def _window(x: torch.Tensor, start: int, stop: int, snake: _Snake | None, out: torch.Tensor) -> torch.Tensor:
-    """Rows start..stop of x (may reach past either end, which reads as zeros), snaked into `out`."""
-    length = x.shape[0]
-    lo, hi = max(0, start), min(length, stop)
-    inner = out[lo - start : hi - start]
-    if snake is None:
-        inner.copy_(x[lo:hi])
+def _window(x: torch.Tensor, base: int, start: int, stop: int, snake: _Snake | None, out: torch.Tensor):
+    """Rows start..stop of a layer's input, snaked into `out`. `x` holds rows base..base + len(x);
+    rows outside it read as zeros (callers only reach past it beyond the input's ends)."""
+    lo, hi = max(base, start), min(base + x.shape[0], stop)
+    if hi > lo:
+        inner = out[lo - start : hi - start]
+        if snake is None:
+            inner.copy_(x[lo - base : hi - base])
+        else:
+            snake.into(x[lo - base : hi - base], inner)
     else:
-        snake.into(x[lo:hi], inner)
+        lo = hi = start
     out[: lo - start].zero_()
     out[hi - start :].zero_()
     return out
 
 
+class _Layer:
+    """One decoder layer as a streaming stage: output rows a..b from the input rows they need.
+
+    conv: y[t] = conv(snake(x))[t], from rows t - halo .. t + halo (same length).
+    residual: y[t] = x[t] + conv1(snake2(conv7(snake1(x))))[t], rows t - halo .. t + halo.
+    upsample: y[o], o = j * s + r - p, from rows j - 1 and j (length * s outputs).
+    """
+
+    def __init__(self, kind: str, *parts):
+        self.kind, self.parts = kind, parts
+        if kind == "upsample":
+            up = parts[1]
+            self.stride, self.padding, self.halo = up.stride, up.padding, 0
+        else:
+            self.stride, self.padding = 1, 0
+            self.halo = parts[1].halo
+
+    def out_length(self, length: int) -> int:
+        return length * self.stride
+
+    def ready(self, available: int, length: int) -> int:
+        """How many output rows are final once input rows 0..available of `length` are known."""
+        if available >= length:
+            return self.out_length(length)
+        return max(0, available * self.stride - self.padding - self.halo)
+
+    def first_needed(self, done: int) -> int:
+        """The first input row that output rows from `done` on still read."""
+        if self.kind == "upsample":
+            return max(0, (done + self.padding) // self.stride - 1)
+        return max(0, done - self.halo)
+
+
+class _Stream:
+    """A layer's state while streaming: input rows base..base + len(rows), output rows made."""
+
+    def __init__(self, layer: _Layer, length: int):
+        self.layer, self.length = layer, length
+        self.rows: torch.Tensor | None = None
+        self.base = 0
+        self.available = 0
+        self.done = 0
+
+
 class TiledDecoder:
-    """Callable latents (B, C, T) -> audio (B, channels, T * ratio), from a loaded decoder."""
+    """Callable latents (B, C, T) -> audio (B, channels, T * ratio), from a loaded decoder.
+
+    `stream` decodes one item in time order: fed a few latent frames at a time, it yields the
+    audio that those frames make final, and nothing is computed twice (each layer keeps only the
+    rows its next outputs still read)."""
 
     def __init__(self, decoder: OobleckDecoder):
         layers = list(decoder.layers)
-        self.first = _Conv(layers[0])
-        self.blocks = []
+        self.layers = [_Layer("conv", None, _Conv(layers[0]))]
         for block in layers[1:-3]:
             snake, up, *units = block.layers
-            self.blocks.append((_Snake(snake), _ConvTranspose(up), [self._unit(u) for u in units]))
-        self.final_snake, self.final_conv = _Snake(layers[-3]), _Conv(layers[-2])
+            self.layers.append(_Layer("upsample", _Snake(snake), _ConvTranspose(up)))
+            for u in units:
+                self.layers.append(_Layer("residual", *self._unit(u)))
+        self.layers.append(_Layer("conv", _Snake(layers[-3]), _Conv(layers[-2])))
         self.tanh = isinstance(layers[-1], nn.Tanh)
         self.buffers = _Buffers()
 
@@ -140,61 +192,93 @@ class TiledDecoder:
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        out = [self._decode_one(z.t().contiguous()) for z in latents]  # each (T, C)
+        out = [torch.cat(list(self.stream(z, [z.shape[1]]))) for z in latents]  # each (samples, channels)
         return torch.stack(out).transpose(1, 2)  # (B, channels, samples)
 
-    def _decode_one(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._conv(x, None, self.first)
-        for snake, up, units in self.blocks:
-            x = self._upsample(x, snake, up)
-            for unit in units:
-                x = self._residual(x, *unit)
-        x = self._conv(x, self.final_snake, self.final_conv)
-        return x.tanh() if self.tanh else x
+    @torch.no_grad()
+    def stream(self, z: torch.Tensor, pushes: list[int]):
+        """Latents z (C, T) fed `pushes` frames at a time (summing to T): yields audio (samples, channels),
+        in order, as it becomes final. The pieces joined equal the whole decode to float rounding."""
+        assert sum(pushes) == z.shape[1], "the pushes must cover every frame"
+        x = z.t().contiguous()  # (T, C)
+        states, length = [], x.shape[0]
+        for layer in self.layers:
+            states.append(_Stream(layer, length))
+            length = layer.out_length(length)
+        fed = 0
+        for count in pushes:
+            new = x[fed : fed + count]
+            fed += count
+            for state in states:
+                new = self._advance(state, new)
+            if new.shape[0]:
+                yield new.tanh() if self.tanh else new
 
-    def _conv(self, x: torch.Tensor, snake: _Snake | None, conv: _Conv) -> torch.Tensor:
-        length, h = x.shape[0], conv.halo
-        out = x.new_empty(length, conv.c_out)
+    def _advance(self, state: _Stream, new: torch.Tensor) -> torch.Tensor:
+        """Appends input rows to a layer; returns the output rows that became final."""
+        layer = state.layer
+        keep = layer.first_needed(state.done) - state.base
+        if state.rows is None:
+            state.rows = new
+        elif new.shape[0]:
+            state.rows = torch.cat([state.rows[keep:], new]) if keep > 0 else torch.cat([state.rows, new])
+            state.base += max(0, keep)
+        state.available += new.shape[0]
+        a, b = state.done, layer.ready(state.available, state.length)
+        if b <= a:
+            return new.new_empty(0, state.rows.shape[1] if layer.kind == "residual" else layer.parts[1].c_out)
+        state.done = b
+        x, base = state.rows, state.base
+        if layer.kind == "conv":
+            return self._conv(x, base, a, b, *layer.parts)
+        if layer.kind == "residual":
+            return self._residual(x, base, a, b, *layer.parts)
+        return self._upsample(x, base, a, b, *layer.parts)
+
+    def _conv(self, x, base: int, a: int, b: int, snake: _Snake | None, conv: _Conv) -> torch.Tensor:
+        h = conv.halo
+        out = x.new_empty(b - a, conv.c_out)
         step = _rows(max(conv.c_in, conv.c_out))
         window = self.buffers.get("window", step + 2 * h, conv.c_in, x)
         cols = self.buffers.get("cols", step, conv.kernel * conv.c_in, x)
-        for s in range(0, length, step):
-            n = min(step, length - s)
-            rows = _window(x, s - h, s + n + h, snake, window[: n + 2 * h])
-            conv.tile(rows, n, cols, out[s : s + n])
+        for s in range(a, b, step):
+            n = min(step, b - s)
+            rows = _window(x, base, s - h, s + n + h, snake, window[: n + 2 * h])
+            conv.tile(rows, n, cols, out[s - a : s - a + n])
         return out
 
-    def _residual(self, x, snake1: _Snake, conv7: _Conv, snake2: _Snake, conv1: _Conv) -> torch.Tensor:
-        length, channels, h = x.shape[0], x.shape[1], conv7.halo
-        out = torch.empty_like(x)
+    def _residual(self, x, base: int, a: int, b: int, snake1, conv7: _Conv, snake2, conv1: _Conv) -> torch.Tensor:
+        channels, h = x.shape[1], conv7.halo
+        out = x.new_empty(b - a, channels)
         step = _rows(channels)
         window = self.buffers.get("window", step + 2 * h, channels, x)
         cols = self.buffers.get("cols", step, conv7.kernel * channels, x)
         mid = self.buffers.get("mid", step, channels, x)
         snaked = self.buffers.get("snaked", step, channels, x)
-        for s in range(0, length, step):
-            n = min(step, length - s)
-            rows = _window(x, s - h, s + n + h, snake1, window[: n + 2 * h])
+        for s in range(a, b, step):
+            n = min(step, b - s)
+            rows = _window(x, base, s - h, s + n + h, snake1, window[: n + 2 * h])
             y = conv7.tile(rows, n, cols, mid[:n])
             z = snake2.into(y, snaked[:n])
-            target = out[s : s + n]
+            target = out[s - a : s - a + n]
             conv1.tile(z, n, cols, target)
-            target.add_(x[s : s + n])
+            target.add_(x[s - base : s - base + n])
         return out
 
-    def _upsample(self, x: torch.Tensor, snake: _Snake, up: _ConvTranspose) -> torch.Tensor:
-        length, s_, p = x.shape[0], up.stride, up.padding
-        out = x.new_empty(length * s_, up.c_out)
+    def _upsample(self, x, base: int, a: int, b: int, snake: _Snake, up: _ConvTranspose) -> torch.Tensor:
+        s_, p = up.stride, up.padding
+        out = x.new_empty(b - a, up.c_out)
         step = _rows(max(up.c_in, s_ * up.c_out))
         window = self.buffers.get("window", step + 1, up.c_in, x)
         phases = self.buffers.get("phases", step, s_ * up.c_out, x)
-        # Input rows j = 0..length (x[length] reads as zero) cover every output o = j*s + r - p.
-        for j0 in range(0, length + 1, step):
-            n = min(step, length + 1 - j0)
-            rows = _window(x, j0 - 1, j0 + n, snake, window[: n + 1])  # rows[i] = x[j0 - 1 + i]
+        # Output o = j*s + r - p comes from input rows j and j - 1 (rows past the input read as zeros).
+        first, last = (a + p) // s_, (b - 1 + p) // s_ + 1
+        for j0 in range(first, last, step):
+            n = min(step, last - j0)
+            rows = _window(x, base, j0 - 1, j0 + n, snake, window[: n + 1])  # rows[i] = x[j0 - 1 + i]
             z = torch.mm(rows[1:], up.w_now, out=phases[:n])
             z.addmm_(rows[:-1], up.w_prev)
             z = z.view(n * s_, up.c_out)  # row q - j0*s, with q = o + p
-            lo, hi = max(0, j0 * s_ - p), min(length * s_, (j0 + n) * s_ - p)
-            torch.add(z[lo + p - j0 * s_ : hi + p - j0 * s_], up.bias, out=out[lo:hi])
+            lo, hi = max(a, j0 * s_ - p), min(b, (j0 + n) * s_ - p)
+            torch.add(z[lo + p - j0 * s_ : hi + p - j0 * s_], up.bias, out=out[lo - a : hi - a])
         return out

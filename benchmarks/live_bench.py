@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sao_live.testing.daemon import DaemonProcess  # noqa: E402
 from sao_live.testing.jack import PERIOD, RATE, JackServer, Recorder  # noqa: E402
@@ -36,20 +34,6 @@ def late_clients(log: Path) -> collections.Counter:
     """How often jackd reported each client late ("client = NAME was not finished")."""
     text = log.read_text(errors="replace") if log.exists() else ""
     return collections.Counter(re.findall(r"client = (.+?) was not finished", text))
-
-
-def first_sound_after(rec: Recorder, mark: int, sent: float, timeout: float = 2.0) -> float:
-    """Seconds from `sent` (time.monotonic()) to the first sounding frame recorded after `mark`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seg = np.abs(rec.buf[mark : rec.n]).max(axis=1) if rec.n > mark else np.zeros(0)
-        hits = np.flatnonzero(seg > 1e-4)
-        if len(hits):
-            frame = mark + int(hits[0])
-            period_time = rec.clock_times[frame // PERIOD]  # when that period reached the recorder
-            return period_time - sent + (frame % PERIOD) / RATE
-        time.sleep(0.001)
-    raise TimeoutError("no sound")
 
 
 def main() -> None:
@@ -115,7 +99,7 @@ def main() -> None:
                     c.send("/sao/play", "pad1", 1.0)
                 else:
                     out.send(mido.Message("note_on", note=36, velocity=127))
-                lat[kind].append(first_sound_after(rec, mark, sent))
+                lat[kind].append(rec.seconds_to_sound(mark, sent))
         out.close()
         for kind, xs in lat.items():
             print(

@@ -16,8 +16,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .request import Requester
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 # `Requester.host` of a request made on the web page: its events go to the page's WebSocket, not over OSC.
@@ -65,12 +69,71 @@ class ClipReady:
 
 @dataclass(frozen=True)
 class Done:
-    """Delivered: `path` is the exported file, or the cached one without export."""
+    """Delivered: `path` is the exported file, or the cached one without export. `timing`: where a
+    generated clip's time went (seconds: queue, text, dit, decode, first_sound when streamed; rtf)."""
 
     requester: Requester
     clip: Clip
     path: Path
     cached: bool
+    timing: dict | None = None
+
+
+class ClipStream:
+    """A clip's audio while the worker decodes it, for a player that starts before it is finished.
+
+    The clip service fills it (`add`, then `finish` or `fail`) and publishes it once per requester
+    (`Streaming`); listeners registered with `listen` run on the event loop after every change.
+    `audio` holds the raw generated audio (channels, samples) in the order it was decoded; the
+    clip file is written from the same samples (a loop's seam is crossfaded in the file only).
+    """
+
+    def __init__(self, key: str, seed: int, sample_rate: int, total: int, loop_seconds: float | None):
+        self.key, self.seed, self.sample_rate, self.total, self.loop_seconds = (
+            key,
+            seed,
+            sample_rate,
+            total,
+            loop_seconds,
+        )
+        self.chunks: list[np.ndarray] = []
+        self.decoded = 0  # samples so far
+        self.decode_seconds = 0.0  # the worker's decoding time for them
+        self.state = "open"  # open, complete (every sample is here), failed
+        self.reason = ""
+        self.first_sound: float | None = None  # time.monotonic() at which a player started it
+        self._listeners: list[Callable[[ClipStream], None]] = []
+
+    def listen(self, listener: Callable[[ClipStream], None]) -> None:
+        self._listeners.append(listener)
+
+    def add(self, chunk: np.ndarray, decode_seconds: float) -> None:
+        self.chunks.append(chunk)
+        self.decoded += chunk.shape[1]
+        self.decode_seconds = decode_seconds
+        if self.decoded >= self.total:
+            self.state = "complete"
+        self._tell()
+
+    def fail(self, reason: str) -> None:
+        if self.state == "open":
+            self.state, self.reason = "failed", reason
+            self._tell()
+
+    def _tell(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self)
+            except Exception:  # one broken listener must not silence the others
+                log.exception("stream listener %r failed", listener)
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """The clip's audio has started to arrive (a job asked to stream): a player may start it early."""
+
+    requester: Requester
+    stream: ClipStream
 
 
 @dataclass(frozen=True)
@@ -86,7 +149,7 @@ class Cancelled:
     message: str
 
 
-Event = Queued | Progress | ClipReady | Done | Failed | Cancelled
+Event = Queued | Progress | Streaming | ClipReady | Done | Failed | Cancelled
 
 
 class EventBus:

@@ -31,6 +31,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--reply-port", type=int, default=None, help="port replies go to on the sender's host (9322)")
     p.add_argument("--http-port", type=int, default=None, help="the web page's port (default 9323; docs/web.md)")
     p.add_argument("--no-web", dest="web", action="store_false", default=None, help="serve no web page")
+    p.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        default=None,
+        help="play a clip only once finished (default: start while it decodes, once it can play to its end)",
+    )
     p.add_argument("--export-dir", type=Path, default=None, help="folder the DAW watches (default: no export)")
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--cache-max-mb", type=int, default=None, help="cache size limit in MB (default 2048)")
@@ -82,6 +89,7 @@ def run(args) -> int:
         reply_port=args.reply_port,
         http_port=args.http_port,
         web=args.web,
+        stream=args.stream,
         export_dir=args.export_dir,
         cache_dir=args.cache_dir,
         cache_max_mb=args.cache_max_mb,

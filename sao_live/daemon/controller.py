@@ -11,6 +11,7 @@ its requests carry the host `events.WEB` and are answered over its WebSocket.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -129,12 +130,13 @@ class Controller:
     def need_audio(self) -> None:
         self.stage.audio.need()
 
-    def play(self, target, gain: float) -> tuple[int, Take, bool]:
-        """(voice, take, nearest) for `pad<n>` or a request id."""
+    def play(self, target, gain: float, started: Callable[[int, Take, bool], None]) -> None:
+        """Plays `pad<n>` or a request id's clip; `started(voice, take, nearest)` when it starts (a clip
+        still decoding starts once it can play to its end)."""
         if isinstance(target, str) and target.startswith("pad"):
-            return self.stage.pads.hit(int(target[3:]), gain=gain)
-        voice, take = self.stage.pads.play_id(target, gain)
-        return voice, take, False
+            started(*self.stage.pads.hit(int(target[3:]), gain=gain))
+            return
+        self.stage.pads.play_id(target, gain, started)
 
     def hit(self, number: int, velocity: float) -> tuple[int, Take, bool]:
         return self.stage.pads.hit(number, velocity)

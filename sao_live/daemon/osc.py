@@ -143,8 +143,9 @@ def play(c: Controller, ctx: Context, atoms: tuple) -> None:
         raise RequestError("bad_args", f"/sao/play takes <id|pad<n>> [gain], got {list(atoms)!r}"[:300])
     ctx.id = _target(atoms[0])
     gain = _gain(atoms[1]) if len(atoms) == 2 else 1.0
-    voice, take, nearest = c.play(ctx.id, gain)
-    c.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+    c.play(
+        ctx.id, gain, lambda voice, take, nearest: c.reply(ctx, "/sao/playing", ctx.id, voice, take.seed, int(nearest))
+    )
 
 
 def stop(c: Controller, ctx: Context, atoms: tuple) -> None:

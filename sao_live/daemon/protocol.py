@@ -49,25 +49,33 @@ PROTOCOL: tuple[Row, ...] = (
         "/sao/gen",
         _REQ,
         "`/sao/queued <id> <position>`, `/sao/progress <id> <0..1>` per step, "
-        "`/sao/done <id> <path> <seconds> <seed> <cached 0|1>` per variation",
+        "`/sao/done <id> <path> <seconds> <seed> <cached 0|1>` per variation; after a clip generated now, "
+        "`/sao/timing <id> <queue> <text> <dit> <decode> <first_sound> <rtf>`",
         _REQ_ERRORS,
-        "Generate a clip (a new random seed unless `seed` is given); a cached clip is answered at once.",
+        "Generate a clip (a new random seed unless `seed` is given); a cached clip is answered at once. "
+        "`/sao/timing`: seconds waiting in the queue, encoding the prompt, sampling (the DiT's steps), decoding; "
+        "from the request to its first sound when it was played while decoding (-1: not streamed); "
+        "`rtf`: seconds of audio made per second of generation.",
     ),
     Row(
         "/sao/trigger",
         _REQ,
-        "as /sao/gen",
+        "as /sao/gen, and `/sao/playing <id> <voice> <seed> 0` when it starts; "
+        "`/sao/interrupted <id> <reason>` if it was playing while decoding and had to fade out",
         _REQ_ERRORS,
         "Play as soon as ready: a cached clip of the request (any seed, unless `seed` is given) "
-        "is answered at once, else it is generated. A trailing 0 (release) is ignored.",
+        "is answered at once, else it is generated, and it starts while it still decodes as soon as the "
+        "rest is predicted to be in before the decoded audio has played. A trailing 0 (release) is ignored.",
     ),
     Row(
         "/sao/loop",
         "`<id> <prompt...> <bars> [bpm] [key value ...] [1|0]`; keys as /sao/gen (not seconds, bars)",
-        "as /sao/gen, then `/sao/playing <id> <voice> <seed> <nearest 0>` when it starts",
+        "as /sao/gen, then `/sao/playing <id> <voice> <seed> <nearest 0>` when it starts; "
+        "`/sao/interrupted <id> <reason>` as /sao/trigger",
         _REQ_ERRORS + ", no_audio",
         'Make a loop of exactly `bars` 4/4 bars at `bpm` (default: the tempo), "<bpm> BPM" appended to the '
-        "prompt, seam crossfaded; when ready it plays looped, launched on the next bar (quantize permitting).",
+        "prompt, seam crossfaded; it plays looped, launched on the next bar (quantize permitting), while it "
+        "still decodes once its seam will be in place before the first pass ends.",
     ),
     Row(
         "/sao/play",
@@ -76,7 +84,8 @@ PROTOCOL: tuple[Row, ...] = (
         "its nearest ready take plays)",
         "bad_args, bad_gain, unknown_id (no finished clip under that id), unknown_pad, not_rendered, no_audio",
         "Play a finished clip (the last one done under request `<id>`) or a pad of the loaded set now, "
-        "or on the next beat/bar when quantize is on.",
+        "or on the next beat/bar when quantize is on. A clip still decoding starts (and `/sao/playing` "
+        "answers) once it can play to its end.",
     ),
     Row(
         "/sao/stop",

@@ -5,7 +5,8 @@
 `reply` to the sender of a message, `announce` to the local reply port and every client that
 said hello. Every reply is charged to its destination host's budget (`guard.ReplyBudget`):
 past `reply_rate_kb` a second, replies to that host are dropped. `osc_events` is the event-bus
-subscriber that answers requesters: `/sao/queued`, `/sao/progress`, `/sao/done`, `/sao/error`.
+subscriber that answers requesters: `/sao/queued`, `/sao/progress`, `/sao/done` (and `/sao/timing`
+after a generated clip), `/sao/error`.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class Replies:
         elif isinstance(event, Done):
             clip = event.clip
             self.send(to, "/sao/done", r.id, str(event.path), float(clip.seconds), int(clip.seed), int(event.cached))
+            if event.timing:  # a generated clip: where its time went
+                t = event.timing
+                timing = (t["queue"], t["text"], t["dit"], t["decode"], t["first_sound"], t["rtf"])
+                self.send(to, "/sao/timing", r.id, *(round(float(v), 4) for v in timing))
         elif isinstance(event, Failed):
             self.send(to, "/sao/error", r.id, event.code, event.message[:300])
         elif isinstance(event, Cancelled):

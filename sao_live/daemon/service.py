@@ -9,8 +9,9 @@ point answers them after its restart. While the worker is down for good (it fail
 back several times in a row), requests that need it are refused with `worker_unavailable`.
 
 Everything that happens to a request is published on the event bus (`events.py`): Queued,
-Progress, ClipReady (in the cache: the live stage plays it), Done (after the export), Failed,
-Cancelled. The service never calls up into whoever listens. Store calls run on the runtime's
+Progress, Streaming (a client's job: its audio arrives while it decodes, in a ClipStream),
+ClipReady (in the cache: the live stage plays it), Done (after the export, with a generated
+clip's timings), Failed, Cancelled. The service never calls up into whoever listens. Store calls run on the runtime's
 store thread, exports on its file thread, never on the loop.
 """
 
@@ -21,9 +22,10 @@ import dataclasses
 import functools
 import itertools
 import logging
+import time
 from pathlib import Path
 
-from ..events import Cancelled, Clip, ClipReady, Done, Event, EventBus, Failed, Progress, Queued
+from ..events import Cancelled, Clip, ClipReady, ClipStream, Done, Event, EventBus, Failed, Progress, Queued, Streaming
 from ..live.tempo import Tempo
 from ..musical_time import bars_to_seconds
 from ..request import ModelInfo, Request, Requester, RequestError
@@ -64,6 +66,9 @@ class ClipService:
         self._internal = itertools.count(1)
         self._waiters: dict[str, asyncio.Future] = {}  # the daemon's own requests (host ""): id -> future
         self._worker_job: int | None = None  # the id the worker knows the running job by
+        self._stream: ClipStream | None = None  # the running job's audio, while it decodes
+        self._queued_at: dict[str, float] = {}  # job key -> when it was queued (timings)
+        self._started_at = 0.0  # when the running job went to the worker
         workers.on_job_message, workers.on_died, workers.on_back = self.on_worker, self.worker_died, self.wake.set
         workers.on_down = self.worker_down
         bus.subscribe(self._settle_internal)
@@ -144,12 +149,16 @@ class ClipService:
             self.bus.publish(Failed(r, "worker_unavailable", self._unavailable()))
             return
         try:
-            job, _ = self.sched.submit(key, request, r, family)
+            job, merged = self.sched.submit(key, request, r, family)
         except Busy as err:
             self.bus.publish(Failed(r, err.code, str(err)))
             return
+        if not merged:
+            self._queued_at[job.key] = time.monotonic()
         self._journal(job)
         self.bus.publish(Queued(r, self.sched.position(job)))
+        if job is self.sched.running and self._stream is not None and r.host:
+            self.bus.publish(Streaming(r, self._stream))  # joined a job that is decoding: it may play now
         self.wake.set()
 
     def _journal(self, job: Job) -> None:
@@ -200,7 +209,7 @@ class ClipService:
             code = event.code if isinstance(event, Failed) else "cancelled"
             future.set_exception(RequestError(code, event.message))
 
-    async def _deliver(self, clip: Clip, r: Requester, cached: bool) -> None:
+    async def _deliver(self, clip: Clip, r: Requester, cached: bool, timing: dict | None = None) -> None:
         self.bus.publish(ClipReady(r, clip, cached))
         path = clip.path
         if r.export is not None:
@@ -211,7 +220,7 @@ class ClipService:
                 msg = f"the clip is at {clip.path} but the export failed: {err}"
                 self.bus.publish(Failed(r, "export_failed", msg))
                 return
-        self.bus.publish(Done(r, clip, Path(path), cached))
+        self.bus.publish(Done(r, clip, Path(path), cached, timing))
 
     async def _export(self, clip: Clip, fmt: str):
         folder = self.settings.export_dir
@@ -224,12 +233,12 @@ class ClipService:
         await self.runtime.io(self.store.add_export, clip.key, fmt, path)  # recorded before the journal ends
         return path
 
-    async def _deliver_job(self, job: Job, clip: Clip, cached: bool) -> None:
+    async def _deliver_job(self, job: Job, clip: Clip, cached: bool, timing: dict | None = None) -> None:
         """Exports and answers each requester of a made job in turn (twins may still join), then ends
         its journal entry. Killed halfway, the next start resumes the job and finds its clip."""
         try:
             while job.requesters:
-                await self._deliver(clip, job.requesters[0], cached)
+                await self._deliver(clip, job.requesters[0], cached, timing)
                 job.requesters.pop(0)  # answered: a restart need not answer it again
                 if job.requesters:
                     self._journal(job)
@@ -267,6 +276,7 @@ class ClipService:
                     self.runtime.spawn(self._deliver_job(job, clip, cached=True))
                     continue
                 self._worker_job = next(self._ids)
+                self._stream, self._started_at = None, time.monotonic()
                 q = job.request
                 params = dict(
                     prompt=q.prompt,
@@ -276,6 +286,8 @@ class ClipService:
                     cfg_scale=q.cfg,
                     sampler=q.sampler,
                     negative_prompt=q.negative or None,
+                    # a client may play it before it is finished
+                    stream=self.settings.stream and any(r.host for r in job.requesters),
                 )
                 if q.bars is not None:  # a loop: exact length from bars and bpm, seam crossfaded
                     params["loop_seconds"] = bars_to_seconds(q.bars, q.bpm)  # q.seconds is rounded to 0.1 ms
@@ -292,10 +304,12 @@ class ClipService:
             if self.sched.running is None:
                 self.idle.set()
 
-    def _end(self, job: Job) -> None:
+    def _end(self, job: Job, why: str = "the clip was not finished") -> None:
         """The running job ended without a clip; its requesters, if any, are answered by the caller."""
         self.sched.finish(job)
         self._worker_job = None
+        self._end_stream(why)
+        self._queued_at.pop(job.key, None)
         self.journal.drop(job.key)
         self.wake.set()
 
@@ -304,7 +318,9 @@ class ClipService:
         job = self.sched.running
         if job is None or worker_job != self._worker_job:
             return  # a job that was already given up
-        if kind == "progress":
+        if kind == "audio":
+            self._on_audio(job, *msg[2:])
+        elif kind == "progress":
             fraction = msg[2] / msg[3]
             if fraction < min(1.0, job.progress + PROGRESS_STEP):
                 return  # at most one progress event per 5% (a 1000-step job would send 1000)
@@ -315,20 +331,57 @@ class ClipService:
             self.sched.deliver(job)  # the worker is free; twins join the job until it is delivered
             self._worker_job = None
             self.wake.set()
-            self.runtime.spawn(self._complete(job, msg[2]))
+            timing = self._timing(job, msg[2])
+            self._stream = None
+            self.runtime.spawn(self._complete(job, msg[2], timing))
         elif kind == "error":
             log.warning("job %d failed: %s: %s", worker_job, msg[2], msg[3])
-            self._end(job)
+            self._end(job, msg[3])
             for r in job.requesters:
                 self.bus.publish(Failed(r, msg[2], msg[3]))
         elif kind == "cancelled":
             if job.requesters and self.accepting:  # someone asked again after the cancel
+                self._end_stream("cancelled")
                 self.sched.requeue(job)
                 self.wake.set()
             else:
-                self._end(job)
+                self._end(job, "cancelled")
 
-    async def _complete(self, job: Job, info: dict) -> None:
+    def _on_audio(self, job: Job, offset: int, total: int, rate: int, decode_seconds: float, chunk) -> None:
+        """A piece of the running job's audio: the first one opens its stream for each client requester."""
+        if self._stream is None:
+            if offset != 0:
+                return  # the start of this attempt's audio was missed: no stream for it
+            q = job.request
+            loop_seconds = bars_to_seconds(q.bars, q.bpm) if q.bars is not None else None
+            self._stream = ClipStream(job.key, q.seed, rate, total, loop_seconds)
+            for r in job.requesters:
+                if r.host:
+                    self.bus.publish(Streaming(r, self._stream))
+        self._stream.add(chunk, decode_seconds)
+
+    def _end_stream(self, why: str) -> None:
+        if self._stream is not None:
+            self._stream.fail(why)
+            self._stream = None
+
+    def _timing(self, job: Job, info: dict) -> dict:
+        """Where a generated clip's time went, in seconds (first_sound -1: it was not streamed)."""
+        stages = info.get("timing") or {}
+        queued = self._queued_at.pop(job.key, self._started_at)
+        stream = self._stream
+        first = stream.first_sound if stream is not None and stream.first_sound is not None else None
+        work = sum(stages.get(k, 0.0) for k in ("text", "dit", "decode"))
+        return dict(
+            queue=max(0.0, self._started_at - queued),
+            text=stages.get("text", 0.0),
+            dit=stages.get("dit", 0.0),
+            decode=stages.get("decode", 0.0),
+            first_sound=-1.0 if first is None else max(0.0, first - queued),
+            rtf=info["seconds"] / work if work > 0 else 0.0,
+        )
+
+    async def _complete(self, job: Job, info: dict, timing: dict) -> None:
         family = job.request.family_key(self.model.fingerprint)
         try:
             clip = await self.runtime.io(self.store.add, job.key, family, info, job.request.to_dict())
@@ -339,7 +392,7 @@ class ClipService:
         if clip is None:
             self._fail_made(job, "generation_failed", "the clip file vanished before it could be indexed")
             return
-        await self._deliver_job(job, clip, cached=False)
+        await self._deliver_job(job, clip, cached=False, timing=timing)
 
     def worker_died(self) -> None:
         """The worker process ended: retry its job once (settings.retries), then report it."""
@@ -347,6 +400,7 @@ class ClipService:
         if job is None:
             return
         self._worker_job = None
+        self._end_stream("the model worker died while decoding this clip")
         if job.cancelled or not job.requesters:
             self._end(job)
         elif job.attempts <= self.settings.retries:

@@ -62,6 +62,7 @@ class Settings:
     reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
     web: bool = True  # serve the web page (docs/web.md) on `host`
     http_port: int = 9323  # the web page's TCP port
+    stream: bool = True  # a client's clip may start playing while it still decodes (docs/player.md)
     allow: tuple[str, ...] = ()  # senders besides loopback: hosts, networks; empty: the subnet listened on
     reply_rate_kb: int = 1024  # reply kilobytes a second any one host may be sent (twice that in a burst)
     cache_dir: Path = field(default_factory=default_cache_dir)
@@ -119,8 +120,9 @@ class Settings:
                 raise SettingsError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.int8 is not None and not isinstance(self.int8, bool):
             raise SettingsError(f"int8 must be true or false, got {self.int8!r}")
-        if not isinstance(self.web, bool):
-            raise SettingsError(f"web must be true or false, got {self.web!r}")
+        for name in ("web", "stream"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.export, bool):
             raise SettingsError(f"export must be true or false, got {self.export!r}")
         for name in ("queue_size", "requesters_per_job"):

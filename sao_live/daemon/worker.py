@@ -4,8 +4,10 @@ The control plane never waits on torch: it talks to the worker over one multipro
 pipe. Control -> worker: `("job", job_id, params, path)`, `("cancel", job_id)`,
 `("ping", t)`, `("stop",)`. Worker -> control: `("ready", model_info)`,
 `("fatal", code, message)` (the model did not load), `("progress", job_id, done, total)`,
-`("done", job_id, info)`, `("error", job_id, code, message)`, `("cancelled", job_id)`,
-`("pong", t)`. A reader thread in the worker answers pings and takes cancels while the main
+`("audio", job_id, offset, total, sample_rate, decode_seconds, chunk)` (a job asked to stream:
+its audio in time order while the rest decodes; `decode_seconds` is the decoding time so far),
+`("done", job_id, info)` (info includes the stage timings), `("error", job_id, code, message)`,
+`("cancelled", job_id)`, `("pong", t)`. A reader thread in the worker answers pings and takes cancels while the main
 thread generates; it exits the process when the pipe closes, so a worker never outlives a
 killed daemon. On the control side `Worker` starts the process (spawn) and turns everything
 the pipe brings, and the process's death (`("exit", code)`), into calls on the event loop.
@@ -95,6 +97,33 @@ def _model_info(spec: dict, pipe) -> dict:
     )
 
 
+class _AudioSender:
+    """Sends a streaming job's audio to the control process with the time spent decoding it so far,
+    from which the player predicts when the rest will be there."""
+
+    def __init__(self, job_id: int, total: int, sample_rate: int, send: Callable, cancelled: set):
+        self.job_id, self.total, self.sample_rate, self.send = job_id, total, sample_rate, send
+        self.cancelled = cancelled
+        self.sent = 0
+        self.decoding = time.perf_counter()
+
+    def after(self, progress: Callable) -> Callable:
+        def step(done: int, steps: int) -> None:
+            progress(done, steps)
+            self.decoding = time.perf_counter()  # after the sampler's last step, decoding begins
+
+        return step
+
+    def __call__(self, chunk) -> None:
+        from ..errors import Cancelled
+
+        if self.job_id in self.cancelled:  # a cancel stops the decoding too
+            raise Cancelled(f"job {self.job_id} cancelled")
+        spent = time.perf_counter() - self.decoding
+        self.send(("audio", self.job_id, self.sent, self.total, self.sample_rate, spent, chunk))
+        self.sent += chunk.shape[1]
+
+
 def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> None:
     from ..audio import write_audio
     from ..errors import Cancelled
@@ -109,9 +138,16 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
 
     params = dict(params)
     loop_seconds = params.pop("loop_seconds", None)
+    stream = params.pop("stream", False)
     if loop_seconds:  # a little past the loop's end, for the seam's crossfade (live/loops.py)
         params["seconds"] = min(pipe.cfg.window_seconds, loop_seconds + XFADE_SECONDS)
-    result = pipe.generate(progress=progress, **params)
+    if stream:  # the audio as it decodes, for a player that starts before the clip is finished
+        sender = _AudioSender(
+            job_id, round(params["seconds"] * pipe.cfg.sample_rate), pipe.cfg.sample_rate, send, cancelled
+        )
+        result = pipe.generate(progress=sender.after(progress), on_audio=sender, **params)
+    else:
+        result = pipe.generate(progress=progress, **params)
     audio = result.audio
     if loop_seconds:
         sr = result.sample_rate
@@ -128,6 +164,7 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
         seed=result.seed,
         seconds=audio.shape[1] / result.sample_rate,
         sample_rate=result.sample_rate,
+        timing=result.timings,
     )
     send(("done", job_id, info))
 

@@ -7,8 +7,10 @@ past a period, JACK gave up on our client for that cycle (an xrun). Here the cal
 neighbour is one thread that reads commands from a pipe and hands them to the mixer.
 
 Messages from the control process, in order on one pipe (`Player` sends them):
-  ("clip", clip_id, frames, channels)       a clip arrives; its float32 audio follows as
-  ("data", clip_id, byte_offset) + bytes     chunks, so a long clip never holds up a play
+  ("clip", clip_id, frames, channels, streamed)   a clip arrives; its float32 audio follows as
+  ("data", clip_id, byte_offset) + bytes     chunks, so a long clip never holds up a play; a
+                                             streamed clip may play while its chunks arrive
+  ("then", old_clip_id, new_clip_id)         a voice playing old goes on with new at its wrap
   ("free", clip_id)                          the control side dropped it
   ("play", voice, clip_id, gain, mode, choke, tag, start, loop_frames)
   ("stop", tag, gate_only)   ("master", db)   ("close",)
@@ -27,13 +29,13 @@ import time
 
 import numpy as np
 
-from .mixer import Mixer, Play, Stop
+from .mixer import Mixer, Play, Stop, Then
 from .priority import raise_priority
 
 log = logging.getLogger(__name__)
 
 # status fields (HELD: clips this process holds, written by the reader); voices' active flags from ACTIVE on
-FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, HELD, ACTIVE = range(7)
+FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, HELD, STARVED, ACTIVE = range(8)
 MAX_BLOCK = 8192  # the largest period the mixer is sized for
 RETIRE_GRACE = 1.0  # seconds a freed clip is kept after its last voice ended (a play may still be queued)
 
@@ -84,6 +86,7 @@ class AudioProcess:
         self.master_db = master_db
         self.mixer: Mixer | None = None
         self.clips: dict[int, np.ndarray] = {}
+        self.filled: dict[int, np.ndarray] = {}  # streamed clips: frames written so far, in [0]
         self.retired: list[tuple[np.ndarray, float]] = []  # freed clips, with when they were last heard
 
     def callback(self, outdata, frames, time_info, status) -> None:
@@ -96,7 +99,7 @@ class AudioProcess:
         else:
             m.render(outdata, frames)
         s = self.status
-        s[FRAME], s[UNDERRUNS], s[ERRORS], s[STOLEN] = m.frame, m.underruns, m.errors, m.stolen
+        s[FRAME], s[UNDERRUNS], s[ERRORS], s[STOLEN], s[STARVED] = m.frame, m.underruns, m.errors, m.stolen, m.starved
         playing = 0
         for v in range(m.voices):
             active = m.active[v]
@@ -159,18 +162,27 @@ class AudioProcess:
         m = self.mixer
         if kind == "play":
             _, voice, clip_id, gain, mode, choke, tag, start, loop_frames = msg
-            m.post(Play(voice, self.clips[clip_id], gain, mode, choke, tag, start, loop_frames))
+            filled = self.filled.get(clip_id)
+            m.post(Play(voice, self.clips[clip_id], gain, mode, choke, tag, start, loop_frames, filled))
+        elif kind == "then":
+            m.post(Then(self.clips[msg[1]], self.clips[msg[2]]))
         elif kind == "stop":
             m.post(Stop(msg[1], msg[2]))
         elif kind == "master":
             m.set_master_db(msg[1])
         elif kind == "clip":
-            _, clip_id, frames, channels = msg
-            self.clips[clip_id] = np.empty((frames, channels), np.float32)
+            _, clip_id, frames, channels, streamed = msg
+            self.clips[clip_id] = np.zeros((frames, channels), np.float32)
+            if streamed:
+                self.filled[clip_id] = np.zeros(1, np.int64)
         elif kind == "data":
             _, clip_id, offset = msg
-            self.conn.recv_bytes_into(memoryview(self.clips[clip_id]).cast("B"), offset)
+            clip = self.clips[clip_id]
+            size = self.conn.recv_bytes_into(memoryview(clip).cast("B"), offset)
+            if clip_id in self.filled:  # chunks arrive in order: the frames up to here are in
+                self.filled[clip_id][0] = (offset + size) // (4 * clip.shape[1])
         elif kind == "free":
+            self.filled.pop(msg[1], None)
             clip = self.clips.pop(msg[1], None)
             if clip is not None:
                 self.retired.append((clip, time.monotonic()))

@@ -45,8 +45,9 @@ class AudioSupervisor:
         self.player: Player | None = None
         self.note = "not started"
         self.stolen = 0  # voices cut short because every voice was busy (as last reported)
+        self.starved = 0  # streamed voices faded out because their audio stopped arriving (as last reported)
         self.holders: list = []  # objects with kept_takes() and replace_takes(moved): the pad bank
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sao-prepare")
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="sao-prepare")
         self._frame_seen = (0, time.monotonic())  # the player's frame clock, and when it last moved
         tempo.frame_clock = self.frame_clock
 
@@ -71,7 +72,7 @@ class AudioSupervisor:
     def close(self) -> None:
         if self.player is not None:
             self.player.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def frame_clock(self) -> tuple[int, float]:
         return (self.player.frame if self.player else 0), time.monotonic()
@@ -101,7 +102,7 @@ class AudioSupervisor:
             return Take(0, int(clip.seed), clip.key)
         p = self.player
         prepare = partial(p.prepare, clip.path, int(clip.seed), clip.key, loop_seconds)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, prepare)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, prepare)
 
     # ------------------------------------------------------------ watching
 
@@ -131,6 +132,9 @@ class AudioSupervisor:
         if p.stolen > self.stolen:
             log.warning("%d voice(s) stolen: all %d voices were busy", p.stolen - self.stolen, p.voices)
             self.stolen = p.stolen
+        if p.starved > self.starved:
+            log.warning("%d streamed voice(s) faded out: their audio stopped arriving", p.starved - self.starved)
+            self.starved = p.starved
 
     async def _restart(self, old: Player) -> None:
         """A new audio process, with every kept take loaded into it; retries with a growing pause."""
@@ -159,7 +163,7 @@ class AudioSupervisor:
             loop_seconds = take.loop_frames / old_rate if take.loop_frames else None
             try:
                 prepare = partial(player.prepare, self.clip_path(take.key), take.seed, take.key, loop_seconds)
-                moved[key] = await loop.run_in_executor(self._pool, prepare)
+                moved[key] = await loop.run_in_executor(self.pool, prepare)
             except Exception as err:  # noqa: BLE001 - a clip that is gone stays gone; the others move
                 log.warning("audio restart: take %s (seed %d) not reloaded: %s", take.key[:12], take.seed, err)
                 moved[key] = None

@@ -6,10 +6,14 @@ a `collections.deque` (append and popleft are atomic under the GIL: no lock to w
 the control plane wants to know is in plain counters (`frame`, `underruns`, `stolen`, ...).
 
 Voices: one-shot (plays to the end), loop (wraps, the clip's seam is already crossfaded),
-gate (plays until released, then fades). Stopping or choking a voice fades it linearly over
-`fade` samples (10 ms) instead of cutting it. Headroom policy: the sum is multiplied by the
-master gain (default -6 dB), then a block-wise peak limiter ramps its gain down when a block
-would exceed the ceiling (-1 dBFS) and recovers over ~100 ms; a final clip catches the rest.
+gate (plays until released, then fades). A streamed clip is still arriving while it plays: its
+`filled` counter says how many frames are there; a voice that would reach their end
+fades out over what is there (counted in `starved`), and a streamed loop's first pass hands
+over, at its first wrap, to the finished loop (`Then`), whose seam is crossfaded. Stopping or
+choking a voice fades it linearly over `fade` samples (10 ms) instead of cutting it. Headroom
+policy: the sum is multiplied by the master gain (default -6 dB), then a block-wise peak
+limiter ramps its gain down when a block would exceed the ceiling (-1 dBFS) and recovers over
+~100 ms; a final clip catches the rest.
 Slicing a numpy array makes a small view object; that is the only allocation per block.
 """
 
@@ -36,6 +40,15 @@ class Play:
     tag: str  # what /sao/stop and note-offs find it by: "id:<id>" or "pad:<n>"
     start: int  # absolute frame to start at (0 or past: now)
     loop_frames: int = 0  # loop length (<= clip frames); 0: the whole clip
+    filled: np.ndarray | None = None  # a streamed clip: frames written so far, in filled[0]
+
+
+@dataclass(frozen=True)
+class Then:
+    """When the voice playing `old` wraps, it goes on with `new` (a streamed loop, finished)."""
+
+    old: np.ndarray
+    new: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,7 @@ class Mixer:
         self.underruns = 0
         self.limiting = 0  # blocks in which the limiter reduced the gain
         self.stolen = 0  # voices cut short by a new one because every voice was busy
+        self.starved = 0  # streamed voices faded out because their audio stopped arriving
         # per-voice state, in plain lists (scalars) and one clip reference each
         self.clip: list[np.ndarray | None] = [None] * voices
         self.pos = [0] * voices
@@ -82,6 +96,8 @@ class Mixer:
         self.level = [1.0] * voices  # envelope level, 1 while playing, falling while fading
         self.fading = [False] * voices
         self.active = [False] * voices
+        self.filled: list[np.ndarray | None] = [None] * voices
+        self.then: list[np.ndarray | None] = [None] * voices
         self._limit = 1.0
         # scratch, allocated once
         self._mix = np.zeros((max_block, channels), np.float32)
@@ -124,6 +140,10 @@ class Mixer:
             cmd = self.commands.popleft()
             if isinstance(cmd, Play):
                 self._start(cmd)
+            elif isinstance(cmd, Then):
+                for v in range(self.voices):
+                    if self.active[v] and self.clip[v] is cmd.old:
+                        self.then[v] = cmd.new
             else:
                 for v in range(self.voices):
                     hit = self.active[v] and (cmd.tag is None or self.tag[v] == cmd.tag)
@@ -148,6 +168,8 @@ class Mixer:
         self.start[v] = cmd.start
         self.level[v] = 1.0
         self.fading[v] = False
+        self.filled[v] = cmd.filled
+        self.then[v] = None
         self.active[v] = True
 
     def _voice(self, v: int, mix: np.ndarray, frames: int) -> None:
@@ -157,16 +179,23 @@ class Mixer:
         offset = max(offset, 0)
         clip, length, mode = self.clip[v], self.length[v], self.mode[v]
         n = frames - offset
+        have = self._filled(v, n)
         done = 0
         while done < n:  # loops wrap inside the block; one-shots stop at their end
             pos = self.pos[v]
             if pos >= length:
                 if mode == LOOP:
                     self.pos[v] = pos = 0
+                    if self.then[v] is not None:  # the finished loop takes over at the seam
+                        clip, self.clip[v], self.then[v], self.filled[v] = self.then[v], self.then[v], None, None
+                        have = length
                 else:
                     self._end(v)
                     break
-            k = min(n - done, length - pos)
+            k = min(n - done, length - pos, have - pos)
+            if k <= 0:  # nothing more has arrived (the fade could not finish): stop here
+                self._end(v)
+                break
             self._add(v, clip[pos : pos + k], mix[offset + done : offset + done + k], k)
             self.pos[v] = pos + k
             done += k
@@ -175,6 +204,19 @@ class Mixer:
         if self.active[v] and mode != LOOP and self.pos[v] >= length:
             self._end(v)
         self.start[v] = min(self.start[v], self.frame)  # started: later blocks begin at offset 0
+
+    def _filled(self, v: int, n: int) -> int:
+        """How far voice v may play: its length, or for a streamed clip the frames there so far."""
+        held = self.filled[v]
+        if held is None:
+            return self.length[v]
+        have = int(held[0])
+        if have >= self.length[v]:
+            return self.length[v]
+        if not self.fading[v] and self.pos[v] + n + self.fade > have:
+            self.fading[v] = True  # its audio stopped arriving: fade out over what is there
+            self.starved += 1
+        return have
 
     def _add(self, v: int, src: np.ndarray, dst: np.ndarray, k: int) -> None:
         tmp = self._tmp[:k]
@@ -193,6 +235,8 @@ class Mixer:
     def _end(self, v: int) -> None:
         self.active[v] = False
         self.clip[v] = None
+        self.filled[v] = None
+        self.then[v] = None
 
     def _master(self, mix: np.ndarray, frames: int) -> None:
         mix *= self.master

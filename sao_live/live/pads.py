@@ -7,7 +7,8 @@ with one variation always plays its one take.
 
 Clips come in through `obtain(request)` (a future for the clip, from the clip service) and the
 event bus (`on_event`: a finished clip for `/sao/play <id>`, played at once for a trigger or a
-loop). Loop lengths and the prompt's tempo follow the one Tempo. A set's pre-render asks for
+loop; a client's clip that is still decoding arrives as a stream and starts as soon as it can
+play to its end, `streamed.py`). Loop lengths and the prompt's tempo follow the one Tempo. A set's pre-render asks for
 a few takes at a time (`ahead`, a small part of the queue), and cancels the futures of what it
 asked for when it fails or a newer `/sao/load` replaces it (the service then drops the jobs).
 """
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..events import ClipReady, Event
+from ..events import ClipReady, Event, Streaming
 from ..musical_time import bars_to_seconds
 from ..request import Request, RequestError
 from ..runtime import Runtime
@@ -28,6 +29,7 @@ from .audio_supervisor import AudioSupervisor
 from .mixer import LOOP, MODES
 from .player import Take
 from .sets import LiveSet, Pad, SetError, load_set, value_free
+from .streamed import StreamedPlay
 from .tempo import Tempo
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,13 @@ class _Loading:
         self.takes = set()
 
 
+@dataclass(frozen=True)
+class _Id:
+    """A request id to tag a voice with, when no requester is at hand (`/sao/play <id>`)."""
+
+    id: object
+
+
 class PadBank:
     def __init__(
         self,
@@ -96,6 +105,8 @@ class PadBank:
         self.bank = 0
         self.pads: dict[tuple[int, int], PadState] = {}
         self.by_id: collections.OrderedDict = collections.OrderedDict()  # request id -> Take
+        self.streaming: dict = {}  # request id -> StreamedPlay, while its clip decodes
+        self.interrupted: collections.OrderedDict = collections.OrderedDict()  # ids whose streamed voice faded
         self._loading: _Loading | None = None
         # A set's takes asked for at once: enough to keep the worker busy, a small part of the queue.
         self.ahead = max(1, min(PRERENDER_AHEAD, queue_size // 4))
@@ -105,32 +116,93 @@ class PadBank:
 
     def on_event(self, event: Event) -> None:
         """The bus subscriber: a client's finished clip is kept for /sao/play, played now when asked."""
-        if isinstance(event, ClipReady) and event.requester.host and self.audio.player is not None:
+        if not event.requester.host or self.audio.player is None:
+            return
+        if isinstance(event, Streaming):
+            self._stream(event)
+        elif isinstance(event, ClipReady):
             self.runtime.spawn(self._keep(event))
+
+    def _stream(self, event: Streaming) -> None:
+        r, stream = event.requester, event.stream
+        # A trigger or loop plays it; after a streamed voice of this id faded out (its worker died),
+        # the retried clip is only kept: the moment has passed.
+        start = self._starter(r, r.play, 1.0) if r.play and r.id not in self.interrupted else None
+        try:
+            played = StreamedPlay(stream, self.audio, self.runtime, stream.seed, start, self._interrupter(r))
+        except Exception as err:  # noqa: BLE001 - the audio process went away: the finished clip still comes
+            log.warning("request %r cannot stream: %s", r.id, err)
+            return
+        self.streaming[r.id] = played
+        played.done.add_done_callback(lambda done: done.result() is None and self._forget(r.id, played))
+
+    def _forget(self, rid, played: StreamedPlay) -> None:
+        if self.streaming.get(rid) is played:
+            del self.streaming[rid]
+
+    def _starter(self, r, play: int, gain: float, started: Callable | None = None) -> Callable[[Take], int]:
+        """What starts request `r`'s take: once (play 1) or looped (2), and says so to whoever asked."""
+
+        def start(take: Take) -> int:
+            player = self.audio.need()
+            mode = LOOP if play == 2 or take.loop_frames else MODES["oneshot"]
+            quantize = ("bar" if self.quantize == "off" else self.quantize) if play == 2 else self.quantize
+            voice = player.play(take, gain, mode, 0, f"id:{r.id}", self.audio.start_frame(quantize))
+            if started is not None:
+                started(voice, take, False)
+            else:
+                self.replies.send((r.host, r.port), "/sao/playing", r.id, voice, take.seed, 0)
+            return voice
+
+        return start
+
+    def _interrupter(self, r) -> Callable[[str], None]:
+        def interrupted(reason: str) -> None:
+            self.interrupted[r.id] = True
+            while len(self.interrupted) > MAX_ID_TAKES:
+                self.interrupted.popitem(last=False)
+            if self.audio.player is not None:
+                self.audio.player.stop(f"id:{r.id}")  # a 10 ms fade over audio that is there
+            log.warning("request %r: its streamed voice faded out: %s", r.id, reason)
+            self.replies.send((r.host, r.port), "/sao/interrupted", r.id, reason[:300])
+
+        return interrupted
 
     async def _keep(self, event: ClipReady) -> None:
         r, clip = event.requester, event.clip
+        streamed = self.streaming.get(r.id)
+        if streamed is not None and streamed.stream.key == clip.key:
+            take = await streamed.done  # the streamed take itself: the same samples as the file
+            self._forget(r.id, streamed)
+            if take is not None:
+                self._keep_take(r.id, take)
+                return
         request = clip.request or {}
         bars, bpm = request.get("bars"), request.get("bpm")
         take = await self.audio.prepare(clip, bars_to_seconds(bars, bpm) if bars else None)
-        self.by_id[r.id] = take
-        self.by_id.move_to_end(r.id)
+        self._keep_take(r.id, take)
+        if r.play and self.audio.player is not None and r.id not in self.interrupted:
+            self._starter(r, r.play, 1.0)(take)
+
+    def _keep_take(self, rid, take: Take) -> None:
+        self.by_id[rid] = take
+        self.by_id.move_to_end(rid)
         while len(self.by_id) > MAX_ID_TAKES:
             self.by_id.popitem(last=False)
-        player = self.audio.player
-        if r.play and player is not None:
-            mode = LOOP if r.play == 2 else MODES["oneshot"]
-            quantize = ("bar" if self.quantize == "off" else self.quantize) if r.play == 2 else self.quantize
-            voice = player.play(take, 1.0, mode, 0, f"id:{r.id}", self.audio.start_frame(quantize))
-            self.replies.send((r.host, r.port), "/sao/playing", r.id, voice, take.seed, 0)
 
-    def play_id(self, rid, gain: float) -> tuple[int, Take]:
+    def play_id(self, rid, gain: float, started: Callable[[int, Take, bool], None]) -> None:
+        """Plays request `rid`'s clip; `started(voice, take, nearest)` is called when it starts: at
+        once for a finished clip, or when one still decoding can play to its end."""
         player = self.audio.need()
         take = self.by_id.get(rid)
         if take is None:
+            streamed = self.streaming.get(rid)
+            if streamed is not None and streamed.voice is None:
+                streamed.want_play(self._starter(_Id(rid), 1, gain, started))
+                return
             raise RequestError("unknown_id", f"no finished clip under id {rid!r}; /sao/gen or /sao/trigger it first")
         mode = LOOP if take.loop_frames else MODES["oneshot"]
-        return player.play(take, gain, mode, 0, f"id:{rid}", self.audio.start_frame(self.quantize)), take
+        started(player.play(take, gain, mode, 0, f"id:{rid}", self.audio.start_frame(self.quantize)), take, False)
 
     async def play_clip(self, clip) -> int:
         """Plays a clip of the cache once (the web page's library); its voice. Stopped as `clip:<key>`."""

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
 import multiprocessing
 import threading
 import weakref
@@ -52,15 +53,29 @@ class Take:
 def read_clip(path: str | Path, rate: int, channels: int, loop_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """A clip file as float32 (frames, channels) at `rate` (soxr, high quality), and its loop length (0: none)."""
     import soundfile as sf
-    import soxr
 
     audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (frames, channels)
+    return resample_clip(fit_channels(audio, channels), sr, rate, loop_seconds)
+
+
+def fit_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """(frames, n) -> (frames, channels): mono is copied to every channel, extra channels dropped."""
     if audio.shape[1] < channels:
         audio = np.repeat(audio[:, :1], channels, axis=1)
-    audio = audio[:, :channels]
+    return audio[:, :channels]
+
+
+def resample_clip(audio: np.ndarray, sr: int, rate: int, loop_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """(frames, channels) at `sr` -> float32 at `rate`, and the loop length in frames (0: not a loop).
+    A loop is resampled cyclically, so its seam stays smooth, to its exact length in frames."""
+    import soxr
+
     loop_frames = 0
     if loop_seconds:
-        n = min(len(audio), LOOP_PAD)
+        # The context, a whole number of frames at both rates: the loop's first frame is then its first
+        # sample, on the same grid as the clip resampled from its start (a streamed first pass).
+        step = sr // math.gcd(sr, rate)
+        n = min(len(audio), -(-LOOP_PAD // step) * step)
         ring = np.concatenate([audio[-n:], audio, audio[:n]])  # the loop's neighbours on both sides
         out = soxr.resample(ring, sr, rate, quality="HQ") if sr != rate else ring
         loop_frames = round(loop_seconds * rate)
@@ -150,11 +165,31 @@ class Player:
     def load(self, audio: np.ndarray, seed: int = 0, key: str = "", loop_frames: int = 0) -> Take:
         """Sends float32 (frames, channels) audio at the device rate to the audio process."""
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-        clip_id = next(self._clip_ids)
-        self._send(("clip", clip_id, audio.shape[0], audio.shape[1]))
+        take = self._new_take(audio.shape[0], audio.shape[1], False, seed, key, loop_frames)
+        self._write(take, 0, audio)
+        return take
+
+    def open_stream(self, frames: int, seed: int = 0, key: str = "", loop_frames: int = 0) -> Take:
+        """A take whose audio arrives later, in order (`write`); it may play before it is all there."""
+        return self._new_take(frames, self.channels, True, seed, key, loop_frames)
+
+    def write(self, take: Take, frame: int, audio: np.ndarray) -> None:
+        """Sends float32 (frames, channels) audio into a streamed take from `frame` on, in chunks."""
+        self._write(take, frame, np.ascontiguousarray(audio, dtype=np.float32))
+
+    def _write(self, take: Take, frame: int, audio: np.ndarray) -> None:
         data = memoryview(audio).cast("B")
+        start = frame * 4 * audio.shape[1]
         for offset in range(0, len(data), CHUNK_BYTES):
-            self._send(("data", clip_id, offset), data[offset : offset + CHUNK_BYTES])
+            self._send(("data", take.clip, start + offset), data[offset : offset + CHUNK_BYTES])
+
+    def then(self, old: Take, new: Take) -> None:
+        """A voice playing `old` (a streamed loop) goes on with `new` when it next wraps."""
+        self._send(("then", old.clip, new.clip))
+
+    def _new_take(self, frames: int, channels: int, streamed: bool, seed: int, key: str, loop_frames: int) -> Take:
+        clip_id = next(self._clip_ids)
+        self._send(("clip", clip_id, frames, channels, streamed))
         take = Take(clip_id, seed, key, loop_frames, self.serial)
         weakref.finalize(take, self._freed.append, clip_id)  # sent with the next message: never from a finalizer
         return take
@@ -234,6 +269,11 @@ class Player:
     @property
     def stolen(self) -> int:
         return int(self._status[audio_process.STOLEN])
+
+    @property
+    def starved(self) -> int:
+        """Streamed voices faded out because their audio stopped arriving."""
+        return int(self._status[audio_process.STARVED])
 
     def voices_playing(self) -> int:
         return int(self._status[audio_process.PLAYING])

@@ -140,6 +140,12 @@ class Recorder:
             with self.cond:
                 self.cond.wait(min(left, 0.1))
 
+    def seconds_to_sound(self, mark: int, sent: float, timeout: float = 2.0, threshold: float = 1e-4) -> float:
+        """Seconds from `sent` (time.monotonic()) to the first sounding frame recorded after `mark`:
+        when that frame's period reached the recorder, plus its place in the period."""
+        frame = self.sound(mark, threshold, timeout)
+        return float(self.clock_times[frame // self.period] - sent + (frame % self.period) / self.rate)
+
     def skipped(self, start: int, frames: int) -> list[int]:
         """JACK frame times where the recording of `frames` from `start` misses or repeats a period."""
         times = self.frame_times[start // self.period : (start + frames - 1) // self.period + 1]

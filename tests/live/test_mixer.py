@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sao_live.live.loops import cut_loop
-from sao_live.live.mixer import GATE, LOOP, ONESHOT, Mixer, Play, Stop
+from sao_live.live.mixer import GATE, LOOP, ONESHOT, Mixer, Play, Stop, Then
 from sao_live.musical_time import loop_frames
 
 BLOCK = 256
@@ -77,3 +77,36 @@ def test_cut_loop_is_exact_and_seamless():
     seam = abs(out[0, 0] - out[0, -1])
     assert seam < 2 * 2 * np.pi * 101.3 / 44100  # one sample's step of the sine, not a jump
     assert abs(audio[0, 0] - audio[0, n - 1]) > 0.1  # the uncut loop would click
+
+
+def test_a_streamed_clip_plays_what_has_arrived_and_fades_out_when_it_stops_arriving():
+    m = Mixer(2, 4096, 32, 48000, master_db=0.0)
+    clip, full = np.zeros((48000, 2), np.float32), tone(48000)
+    filled = np.zeros(1, np.int64)
+    clip[:4000], filled[0] = full[:4000], 4000  # the first chunk is in
+    m.post(Play(0, clip, 1.0, ONESHOT, 0, "s", 0, filled=filled))
+    out = run(m, 8)  # 2048 frames: well inside what has arrived
+    np.testing.assert_allclose(out, full[:2048], atol=1e-7)
+    clip[4000:10000], filled[0] = full[4000:10000], 10000  # the next chunk, in time
+    out = run(m, 16)
+    np.testing.assert_allclose(out, full[2048:6144], atol=1e-7)
+    assert m.starved == 0 and m.active[0]
+    out = run(m, 32)  # nothing more arrives: it fades out over what is there, and never reads past it
+    assert m.starved == 1 and not m.active[0]
+    last = int(np.flatnonzero(np.abs(out).max(axis=1) > 0)[-1])  # its last sound
+    assert 6144 + last < 10000  # it stopped before the end of the audio that had arrived
+    assert np.abs(out[last - m.fade // 2 : last + 1]).max() < 0.2 * 0.51  # half way through its fade there
+    steps = np.abs(np.diff(out[:, 0]))
+    assert steps.max() < 0.2 * 2 * np.pi * 440 / 48000 * 1.01 + 0.2 / m.fade  # never a jump: the tone, faded
+
+
+def test_a_streamed_loop_hands_over_to_the_finished_loop_at_its_first_wrap():
+    m = Mixer(2, 4096, 32, 48000, master_db=0.0)
+    raw, final = tone(1200, 480, 0.2), tone(1200, 480, 0.1)  # the finished loop: half as loud, to tell
+    filled = np.full(1, 1200, np.int64)
+    m.post(Play(0, raw, 1.0, LOOP, 0, "l", 0, 1000, filled))
+    m.post(Then(raw, final))
+    out = run(m, 12)
+    np.testing.assert_allclose(out[:1000], raw[:1000], atol=1e-7)  # the first pass: the raw audio
+    np.testing.assert_allclose(out[1000:2000], final[:1000], atol=1e-7)  # then the finished loop, looping
+    np.testing.assert_allclose(out[2000:3000], final[:1000], atol=1e-7)

@@ -203,7 +203,9 @@ def test_a_triggered_clip_is_kept_and_played_once(bank):
     pads, replies = asyncio.run(main())
     assert list(pads.by_id) == [5]
     assert replies.sent == [(("127.0.0.1", 9322), "/sao/playing", 5, 1, 42, 0)]
-    assert pads.play_id(5, 0.5)[1].seed == 42
+    started = []
+    pads.play_id(5, 0.5, lambda voice, take, nearest: started.append((take.seed, nearest)))
+    assert started == [(42, False)]
 
 
 def test_the_midi_router_maps_notes_programs_ccs_and_clock(bank):

@@ -6,7 +6,8 @@
 3. A 16-pad set of 1-bar loops pre-rendered with the tiny model: time, every pad ready,
    no take rendered twice.
 
-Run: HF_HUB_OFFLINE=1 python benchmarks/live_bench.py [--seconds 60] [--hits 30]
+Run: HF_HUB_OFFLINE=1 python benchmarks/live_bench.py [--seconds 60] [--hits 30] [--worker-threads N]
+(SAO_JACK_REALTIME=1 runs jackd with realtime scheduling, as a live setup does.)
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def main() -> None:
     )
     ap.add_argument("--text-encoder", default=None, help="text encoder for --model")
     ap.add_argument("--idle", action="store_true", help="underrun baseline: the voices play, the worker rests")
+    ap.add_argument(
+        "--worker-threads", type=int, default=0, help="torch threads in the worker (0: the default, every core but one)"
+    )
     args = ap.parse_args()
     from sao_live.engine.tiny import build_tiny_text_encoder
 
@@ -57,6 +61,7 @@ def main() -> None:
     (root / "sets").mkdir()
     (root / "sets" / "loops.toml").write_text(LOOPS)
     config = dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=-24.0, sets_dir=str(root / "sets"))
+    config["worker_threads"] = args.worker_threads
     if args.model:
         daemon = DaemonProcess(root / "d", args.text_encoder or t5, config=config, model=args.model)
     else:

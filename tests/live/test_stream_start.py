@@ -16,23 +16,21 @@ def stream(total_s: float, loop_s: float | None = None) -> ClipStream:
 
 
 def simulate(total_s: float, speed: float, chunk_s: float) -> tuple[float, list[tuple[float, float]]]:
-    """Audio decoded at `speed` x real time arrives in chunks of `chunk_s`; the player re-plans at each
-    arrival (as StreamedPlay's timer does). Returns (start time, [(arrival time, audio seconds there)])."""
-    s, t, start, arrivals = stream(total_s), 0.0, None, []
+    """Audio decoded at `speed` x real time arrives in chunks of `chunk_s` seconds (decoding began at 0).
+    The player plans a start at each arrival and starts then unless the next chunk comes first (as
+    StreamedPlay's timer does). Returns (start time, [(arrival time, audio seconds there)])."""
+    s, arrivals, plans = stream(total_s), [], []
     while s.decoded < s.total:
         n = min(round(chunk_s * SR), s.total - s.decoded)
-        t += n / SR / speed
-        s.add(np.zeros((2, n), np.float32), t)  # decode_seconds: decoding began at 0
+        t = (s.decoded + n) / SR / speed
+        s.add(np.zeros((2, n), np.float32), t)
         arrivals.append((t, s.decoded / SR))
-        at = start_time(s, t)
-        if start is None and at is not None and (at <= t or s.state == "complete"):
-            start = max(at, t)
-        elif start is None and at is not None:
-            start_if_no_news = at  # the timer; the next arrival re-plans unless it comes later
-            next_t = t + min(round(chunk_s * SR), s.total - s.decoded) / SR / speed
-            if start_if_no_news < next_t:
-                start = start_if_no_news
-    return start, arrivals
+        plans.append(start_time(s, t))
+    for k, (t, _) in enumerate(arrivals):
+        following = arrivals[k + 1][0] if k + 1 < len(arrivals) else float("inf")
+        if plans[k] is not None and plans[k] < following:
+            return max(plans[k], t), arrivals
+    raise AssertionError("never started")
 
 
 @pytest.mark.parametrize("speed", [0.5, 0.9, 1.0, 1.6, 3.0, 20.0])

@@ -731,13 +731,13 @@
       700.0,
       18.0
      ],
-     "text": "drag onto an audio track; the clip goes to the daemon's export folder, 'to slot' puts it in the highlighted clip slot (Live 12.0.5+)",
+     "text": "drag onto an audio track: clips go to the daemon's export folder; to slot: into the highlighted clip slot (Live 12.0.5+)",
      "presentation": 1,
      "presentation_rect": [
-      4.0,
-      148.0,
-      520.0,
-      18.0
+      308.0,
+      26.0,
+      228.0,
+      38.0
      ]
     }
    },
@@ -2105,6 +2105,200 @@
      ],
      "text": "set"
     }
+   },
+   {
+    "box": {
+     "id": "obj-96",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      740.0,
+      150.0,
+      460.0,
+      22.0
+     ],
+     "text": "",
+     "presentation": 1,
+     "presentation_rect": [
+      4.0,
+      148.0,
+      526.0,
+      18.0
+     ],
+     "varname": "timing"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-97",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1130.0,
+      280.0,
+      236.0,
+      22.0
+     ],
+     "text": "route /sao/interrupted /sao/timing"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-98",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1130.0,
+      310.0,
+      110.0,
+      22.0
+     ],
+     "text": "prepend interrupted"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-99",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 7,
+     "outlettype": [
+      "int",
+      "float",
+      "float",
+      "float",
+      "float",
+      "float",
+      "float"
+     ],
+     "patching_rect": [
+      1250.0,
+      340.0,
+      200.0,
+      22.0
+     ],
+     "text": "unpack 0 0. 0. 0. 0. 0. 0."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-100",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 2,
+     "outlettype": [
+      "float",
+      "float"
+     ],
+     "patching_rect": [
+      1408.0,
+      370.0,
+      100.0,
+      22.0
+     ],
+     "text": "split 0. 100000."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-101",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1408.0,
+      400.0,
+      205.0,
+      22.0
+     ],
+     "text": "sprintf symout first sound %.2f s"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-102",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1623.0,
+      400.0,
+      140.0,
+      22.0
+     ],
+     "text": "symbol \"not streamed\""
+    }
+   },
+   {
+    "box": {
+     "id": "obj-103",
+     "maxclass": "newobj",
+     "numinlets": 6,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1250.0,
+      435.0,
+      560.0,
+      22.0
+     ],
+     "text": "sprintf symout queue %.2f s | text %.2f s | DiT %.2f s | decode %.2f s | %s | %.2fx real time"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-104",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1250.0,
+      465.0,
+      93.0,
+      22.0
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-105",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      1250.0,
+      495.0,
+      520.0,
+      20.0
+     ],
+     "text": "/sao/timing <id> <queue> <text> <dit> <decode> <first_sound> <rtf> into one line; first_sound -1: not streamed"
+    }
    }
   ],
   "lines": [
@@ -3388,6 +3582,198 @@
      ],
      "destination": [
       "obj-20",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-98",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-76",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      1
+     ],
+     "destination": [
+      "obj-99",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      1
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      2
+     ],
+     "destination": [
+      "obj-103",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      3
+     ],
+     "destination": [
+      "obj-103",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      4
+     ],
+     "destination": [
+      "obj-103",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      5
+     ],
+     "destination": [
+      "obj-100",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      1
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      6
+     ],
+     "destination": [
+      "obj-103",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-96",
       0
      ]
     }

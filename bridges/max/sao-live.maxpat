@@ -13,7 +13,7 @@
    100.0,
    100.0,
    1000.0,
-   1100.0
+   1250.0
   ],
   "openinpresentation": 0,
   "default_fontsize": 12.0,
@@ -603,7 +603,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      400,
+      430,
       800,
       20
      ],
@@ -618,7 +618,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      430,
+      460,
       64,
       22
      ],
@@ -636,7 +636,7 @@
      "numoutlets": 4,
      "patching_rect": [
       20,
-      455,
+      485,
       72,
       22
      ],
@@ -657,7 +657,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      485,
+      515,
       105,
       22
      ],
@@ -675,7 +675,7 @@
      "numoutlets": 1,
      "patching_rect": [
       150,
-      485,
+      515,
       252,
       22
      ],
@@ -693,7 +693,7 @@
      "numoutlets": 1,
      "patching_rect": [
       450,
-      485,
+      515,
       84,
       22
      ],
@@ -711,7 +711,7 @@
      "numoutlets": 1,
      "patching_rect": [
       560,
-      485,
+      515,
       50,
       22
      ],
@@ -729,7 +729,7 @@
      "numoutlets": 0,
      "patching_rect": [
       20,
-      800,
+      830,
       160,
       22
      ],
@@ -744,7 +744,7 @@
      "numoutlets": 1,
      "patching_rect": [
       500,
-      830,
+      860,
       130,
       22
      ],
@@ -762,7 +762,7 @@
      "numoutlets": 1,
      "patching_rect": [
       420,
-      515,
+      545,
       88,
       22
      ],
@@ -780,7 +780,7 @@
      "numoutlets": 2,
      "patching_rect": [
       150,
-      540,
+      570,
       80,
       22
      ],
@@ -799,7 +799,7 @@
      "numoutlets": 2,
      "patching_rect": [
       150,
-      565,
+      595,
       60,
       22
      ],
@@ -818,7 +818,7 @@
      "numoutlets": 1,
      "patching_rect": [
       300,
-      565,
+      595,
       60,
       22
      ],
@@ -836,7 +836,7 @@
      "numoutlets": 2,
      "patching_rect": [
       300,
-      590,
+      620,
       60,
       22
      ],
@@ -855,7 +855,7 @@
      "numoutlets": 1,
      "patching_rect": [
       360,
-      615,
+      645,
       60,
       22
      ],
@@ -873,7 +873,7 @@
      "numoutlets": 1,
      "patching_rect": [
       360,
-      640,
+      670,
       60,
       22
      ],
@@ -891,7 +891,7 @@
      "numoutlets": 1,
      "patching_rect": [
       300,
-      640,
+      670,
       136,
       22
      ],
@@ -909,7 +909,7 @@
      "numoutlets": 2,
      "patching_rect": [
       300,
-      670,
+      700,
       60,
       22
      ],
@@ -928,7 +928,7 @@
      "numoutlets": 1,
      "patching_rect": [
       300,
-      700,
+      730,
       70,
       22
      ],
@@ -946,7 +946,7 @@
      "numoutlets": 1,
      "patching_rect": [
       400,
-      700,
+      730,
       168,
       22
      ],
@@ -964,7 +964,7 @@
      "numoutlets": 0,
      "patching_rect": [
       560,
-      700,
+      730,
       420,
       20
      ],
@@ -979,7 +979,7 @@
      "numoutlets": 2,
      "patching_rect": [
       20,
-      540,
+      570,
       60,
       22
      ],
@@ -998,7 +998,7 @@
      "numoutlets": 2,
      "patching_rect": [
       80,
-      540,
+      570,
       60,
       22
      ],
@@ -1017,7 +1017,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      515,
+      545,
       84,
       22
      ],
@@ -1035,7 +1035,7 @@
      "numoutlets": 1,
      "patching_rect": [
       100,
-      515,
+      545,
       112,
       22
      ],
@@ -1053,7 +1053,7 @@
      "numoutlets": 3,
      "patching_rect": [
       20,
-      595,
+      625,
       60,
       22
      ],
@@ -1073,7 +1073,7 @@
      "numoutlets": 4,
      "patching_rect": [
       20,
-      625,
+      655,
       136,
       22
      ],
@@ -1094,7 +1094,7 @@
      "numoutlets": 2,
      "patching_rect": [
       20,
-      655,
+      685,
       60,
       22
      ],
@@ -1113,7 +1113,7 @@
      "numoutlets": 2,
      "patching_rect": [
       20,
-      685,
+      715,
       60,
       22
      ],
@@ -1132,7 +1132,7 @@
      "numoutlets": 2,
      "patching_rect": [
       20,
-      715,
+      745,
       60,
       22
      ],
@@ -1151,7 +1151,7 @@
      "numoutlets": 1,
      "patching_rect": [
       20,
-      745,
+      775,
       128,
       22
      ],
@@ -1169,7 +1169,7 @@
      "numoutlets": 1,
      "patching_rect": [
       200,
-      745,
+      775,
       60,
       22
      ],
@@ -1187,7 +1187,7 @@
      "numoutlets": 1,
      "patching_rect": [
       200,
-      770,
+      800,
       136,
       22
      ],
@@ -1205,7 +1205,7 @@
      "numoutlets": 1,
      "patching_rect": [
       360,
-      745,
+      775,
       91,
       22
      ],
@@ -1223,7 +1223,7 @@
      "numoutlets": 1,
      "patching_rect": [
       460,
-      745,
+      775,
       105,
       22
      ],
@@ -1241,7 +1241,7 @@
      "numoutlets": 1,
      "patching_rect": [
       600,
-      745,
+      775,
       176,
       22
      ],
@@ -1259,7 +1259,7 @@
      "numoutlets": 1,
      "patching_rect": [
       600,
-      770,
+      800,
       80,
       22
      ],
@@ -1277,7 +1277,7 @@
      "numoutlets": 1,
      "patching_rect": [
       700,
-      540,
+      570,
       72,
       22
      ],
@@ -1295,7 +1295,7 @@
      "numoutlets": 9,
      "patching_rect": [
       700,
-      565,
+      595,
       72,
       22
      ],
@@ -1321,7 +1321,7 @@
      "numoutlets": 3,
      "patching_rect": [
       700,
-      595,
+      625,
       60,
       22
      ],
@@ -1341,7 +1341,7 @@
      "numoutlets": 2,
      "patching_rect": [
       700,
-      620,
+      650,
       60,
       22
      ],
@@ -1360,7 +1360,7 @@
      "numoutlets": 1,
      "patching_rect": [
       760,
-      645,
+      675,
       50,
       22
      ],
@@ -1378,7 +1378,7 @@
      "numoutlets": 2,
      "patching_rect": [
       640,
-      670,
+      700,
       60,
       22
      ],
@@ -1397,7 +1397,7 @@
      "numoutlets": 1,
      "patching_rect": [
       640,
-      700,
+      730,
       160,
       22
      ],
@@ -1412,15 +1412,17 @@
      "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 1,
-     "numoutlets": 5,
+     "numoutlets": 7,
      "patching_rect": [
       500,
-      860,
-      330,
+      890,
+      520,
       22
      ],
-     "text": "route /sao/done /sao/progress /sao/error /sao/ready",
+     "text": "route /sao/done /sao/progress /sao/error /sao/ready /sao/timing /sao/interrupted",
      "outlettype": [
+      "",
+      "",
       "",
       "",
       "",
@@ -1436,7 +1438,7 @@
      "numinlets": 1,
      "numoutlets": 0,
      "patching_rect": [
-      840,
+      640,
       860,
       72,
       22
@@ -1452,7 +1454,7 @@
      "numoutlets": 5,
      "patching_rect": [
       500,
-      890,
+      920,
       136,
       22
      ],
@@ -1474,7 +1476,7 @@
      "numoutlets": 2,
      "patching_rect": [
       560,
-      920,
+      950,
       60,
       22
      ],
@@ -1493,7 +1495,7 @@
      "numoutlets": 1,
      "patching_rect": [
       640,
-      950,
+      980,
       88,
       22
      ],
@@ -1511,7 +1513,7 @@
      "numoutlets": 1,
      "patching_rect": [
       560,
-      950,
+      980,
       120,
       22
      ],
@@ -1529,7 +1531,7 @@
      "numoutlets": 2,
      "patching_rect": [
       560,
-      980,
+      1010,
       128,
       22
      ],
@@ -1548,7 +1550,7 @@
      "numoutlets": 2,
      "patching_rect": [
       700,
-      890,
+      920,
       88,
       22
      ],
@@ -1566,8 +1568,8 @@
      "numinlets": 1,
      "numoutlets": 0,
      "patching_rect": [
-      820,
-      890,
+      700,
+      950,
       120,
       22
      ],
@@ -1615,8 +1617,8 @@
      "numinlets": 1,
      "numoutlets": 1,
      "patching_rect": [
-      860,
-      830,
+      925,
+      950,
       80,
       22
      ],
@@ -1634,7 +1636,7 @@
      "numoutlets": 1,
      "patching_rect": [
       640,
-      485,
+      515,
       50,
       22
      ],
@@ -1652,7 +1654,7 @@
      "numoutlets": 1,
      "patching_rect": [
       700,
-      485,
+      515,
       50,
       22
      ],
@@ -1670,7 +1672,7 @@
      "numoutlets": 1,
      "patching_rect": [
       760,
-      485,
+      515,
       60,
       22
      ],
@@ -1678,6 +1680,188 @@
      "outlettype": [
       ""
      ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-93",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20,
+      395,
+      60,
+      20
+     ],
+     "text": "timing"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-94",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      90,
+      395,
+      700,
+      22
+     ],
+     "text": "",
+     "outlettype": [
+      ""
+     ],
+     "varname": "timing"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-95",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      925,
+      920,
+      130,
+      22
+     ],
+     "text": "prepend interrupted",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-96",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 7,
+     "patching_rect": [
+      840,
+      1000,
+      200,
+      22
+     ],
+     "text": "unpack 0 0. 0. 0. 0. 0. 0.",
+     "outlettype": [
+      "",
+      "",
+      "",
+      "",
+      "",
+      "",
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-97",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 2,
+     "patching_rect": [
+      998,
+      1030,
+      100,
+      22
+     ],
+     "text": "split 0. 100000.",
+     "outlettype": [
+      "",
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-98",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      998,
+      1060,
+      205,
+      22
+     ],
+     "text": "sprintf symout first sound %.2f s",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-99",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      1213,
+      1060,
+      140,
+      22
+     ],
+     "text": "symbol \"not streamed\"",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-100",
+     "maxclass": "newobj",
+     "numinlets": 6,
+     "numoutlets": 1,
+     "patching_rect": [
+      840,
+      1095,
+      560,
+      22
+     ],
+     "text": "sprintf symout queue %.2f s | text %.2f s | DiT %.2f s | decode %.2f s | %s | %.2fx real time",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-101",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "patching_rect": [
+      840,
+      1125,
+      88,
+      22
+     ],
+     "text": "prepend set",
+     "outlettype": [
+      ""
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-102",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      840,
+      1155,
+      520,
+      20
+     ],
+     "text": "/sao/timing <id> <queue> <text> <dit> <decode> <first_sound> <rtf> into one line; first_sound -1: not streamed"
     }
    }
   ],
@@ -2698,6 +2882,186 @@
      ],
      "destination": [
       "obj-12",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
+      5
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      0
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
+      4
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      1
+     ],
+     "destination": [
+      "obj-100",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      2
+     ],
+     "destination": [
+      "obj-100",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      3
+     ],
+     "destination": [
+      "obj-100",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      4
+     ],
+     "destination": [
+      "obj-100",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      5
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-98",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      1
+     ],
+     "destination": [
+      "obj-99",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-100",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      0
+     ],
+     "destination": [
+      "obj-100",
+      4
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      6
+     ],
+     "destination": [
+      "obj-100",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-94",
       0
      ]
     }

@@ -28,7 +28,8 @@ def atom(word: str):
 
 
 def words(text: str) -> list:
-    return [atom(w) for w in text.split()]
+    """A box's text as atoms; a double-quoted "two words" is one symbol, as in Max."""
+    return [m[1] if m[1] is not None else atom(m[2]) for m in re.finditer(r'"([^"]*)"|(\S+)', text)]
 
 
 def fmt(value) -> str:
@@ -356,7 +357,7 @@ def _prepend(b, inlet, msg):
     if msg[:1] == ["set"]:
         b.args = msg[1:]
         return
-    msg = [] if msg == BANG else msg
+    msg = [] if msg == BANG else msg[1:] if msg[:1] == ["symbol"] else msg  # a symbol: its word, as for a list
     b.out(0, [*b.args, *msg] if b.name == "prepend" else [*msg, *b.args])
 
 
@@ -404,17 +405,21 @@ def _counter(b, inlet, msg):
 
 @obj("sprintf")
 def _sprintf(b, inlet, msg):
-    template = " ".join(fmt(a) for a in b.args)
-    specs = re.findall(r"%l?[dsifx]", template)
+    # Each %-spec has an inlet (a C format: %ld, %.2f, %s, ...); the left one formats. The result is
+    # parsed into a list of atoms, or with `symout` first sent as one symbol (`symbol "a b"`).
+    symout = b.args[:1] == ["symout"]
+    template = " ".join(fmt(a) for a in b.args[symout:])
+    specs = re.findall(r"%[-+ #0]*\d*(?:\.\d+)?l?[dsifx]", template)
     stored = b.state.setdefault("stored", [0] * len(specs))
     if msg != BANG:
-        for i, v in enumerate(msg):
+        for i, v in enumerate(msg[1:] if msg[:1] == ["symbol"] else msg):
             if inlet + i < len(stored):
                 stored[inlet + i] = v
         if inlet != 0:
             return
-    values = [int(v) if "d" in spec else v for spec, v in zip(specs, stored, strict=True)]
-    b.out(0, [template.replace("%ld", "%d") % tuple(values)])  # one symbol, spaces and all
+    values = [int(v) if spec[-1] == "d" else v for spec, v in zip(specs, stored, strict=True)]
+    text = template.replace("%ld", "%d") % tuple(values)
+    b.out(0, ["symbol", text] if symout else words(text))
 
 
 @obj("tosymbol")

@@ -5,7 +5,9 @@
 //   node osc_session.js session.json '[{"id": "seconds", "value": 6.5}, {"id": "gen", "tap": true}]'
 //
 // An action sets a widget's value as a user would ({"value": v}, clamped to a knob's range), taps or
-// presses and releases a button ({"tap": true} / {"press": true} / {"release": true}).
+// presses and releases a button ({"tap": true} / {"press": true} / {"release": true}), or is a message
+// arriving ({"receive": "/sao/done", "args": [...]}: as Open Stage Control does, each widget at that address
+// takes the arguments as its value, the one argument alone, sending nothing back).
 'use strict'
 const fs = require('fs')
 const vm = require('vm')
@@ -54,7 +56,16 @@ function setValue(id, v, { send: doSend = true } = {}) {
     }
 }
 
+function receive(address, args) {
+    const value = args.length === 0 ? null : args.length === 1 ? args[0] : args
+    for (const w of Object.values(widgets)) if (w.address === address) setValue(w.id, value, { send: false })
+}
+
 for (const a of JSON.parse(actionsJson)) {
+    if ('receive' in a) {
+        receive(a.receive, a.args)
+        continue
+    }
     const w = widgets[a.id]
     if (!w) throw new Error(`no widget ${a.id}`)
     const mode = prop(w, 'mode')

@@ -117,12 +117,39 @@ def reply(address: str) -> list[str]:
     return max(found, key=len)  # the general form, not a special case such as `/sao/error <id> cancelled ...`
 
 
-# Made-up values for the arguments of a reply, by the table's names (inputs of the tests, not expectations).
+# Made-up values for the arguments of a reply, by the table's names (inputs of the tests, not expectations);
+# the timing figures differ from each other, so a figure shown in another's place is noticed.
 SAMPLES = {"id": 7, "path": "/tmp/sao-live/clip 7.wav", "seconds": 4.0, "seed": 1234, "cached": 0, "0..1": 0.25,
-           "code": "bad_seconds", "message": "seconds must be in (0, 3600]", "position": 2}  # fmt: skip
+           "code": "bad_seconds", "message": "seconds must be in (0, 3600]", "position": 2, "reason": "cancelled",
+           "queue": 0.03, "text": 0.12, "dit": 2.6, "decode": 6.9, "first_sound": 4.1, "rtf": 1.25}  # fmt: skip
 
 
-def sample_reply(address: str) -> tuple[list, dict]:
-    """A reply the daemon could send, as its arguments and the same values by name."""
-    names = reply(address)
-    return [SAMPLES[n] for n in names], {n: SAMPLES[n] for n in names}
+def sample_reply(address: str, **values) -> tuple[list, dict]:
+    """A reply the daemon could send (SAMPLES, or `values` by name), as its arguments and by name."""
+    by_name = {n: values.get(n, SAMPLES[n]) for n in reply(address)}
+    return list(by_name.values()), by_name
+
+
+# The line every bridge shows for /sao/timing, each figure after its label:
+# "queue 0.03 s | text 0.12 s | DiT 2.60 s | decode 6.90 s | first sound 4.10 s | 1.25x real time",
+# with "not streamed" in place of the first sound when it is -1.
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+TIMING_LINE = re.compile(
+    rf"queue {_NUMBER} s \| text {_NUMBER} s \| DiT {_NUMBER} s \| decode {_NUMBER} s \| "
+    rf"(?:first sound {_NUMBER} s|not streamed) \| {_NUMBER}x real time"
+)
+
+
+def timing_shown(line: str) -> dict:
+    """The figures of a timing line by the reply's names (first_sound None: "not streamed")."""
+    m = TIMING_LINE.fullmatch(line)
+    if not m:
+        raise Mismatch(f"not a timing line: {line!r}")
+    names = ["queue", "text", "dit", "decode", "first_sound", "rtf"]
+    return {n: None if v is None else float(v) for n, v in zip(names, m.groups(), strict=True)}
+
+
+def timing_expected(by_name: dict) -> dict:
+    """What a timing line shows for a /sao/timing reply: each figure to 2 decimals, -1 as "not streamed"."""
+    figures = {n: round(v, 2) for n, v in by_name.items() if n != "id"}
+    return {**figures, "first_sound": None if by_name["first_sound"] < 0 else figures["first_sound"]}

@@ -135,6 +135,23 @@ def test_an_error_is_shown(sim):
     assert by_name["code"] in shown and by_name["message"] in shown
 
 
+@pytest.mark.parametrize("first_sound", [4.1, -1.0])  # -1: the clip was not played while it decoded
+def test_timing_shows_each_figure_after_its_label(sim, first_sound):
+    args, by_name = forms.sample_reply("/sao/timing", first_sound=first_sound)
+    sim.receive("/sao/done", *forms.sample_reply("/sao/done")[0])
+    sim.receive("/sao/timing", *args)  # right after its /sao/done
+    [line] = sim.shown("timing")
+    assert forms.timing_shown(line) == pytest.approx(forms.timing_expected(by_name), abs=0.006), line
+    assert sim.shown("error") in (None, [])  # timing is no error
+
+
+def test_an_interruption_is_shown_where_errors_are(sim):
+    args, by_name = forms.sample_reply("/sao/interrupted")
+    sim.receive("/sao/interrupted", *args)
+    assert sim.shown("error") == ["interrupted", by_name["id"], by_name["reason"]]
+    assert sim.shown("timing") in (None, [])
+
+
 def test_every_message_any_control_sends_fits_the_protocol(sim):
     # every clickable box and every number box at its extremes: each message must be one the daemon takes
     sent = list(sim.sent)
@@ -157,6 +174,6 @@ def test_every_message_any_control_sends_fits_the_protocol(sim):
 
 def test_every_reply_routed_is_one_the_daemon_sends(sim):
     routed = {w for b in sim.all("route") for w in b.args if isinstance(w, str) and w.startswith("/sao/")}
-    assert {"/sao/done", "/sao/progress", "/sao/error"} <= routed
+    assert {"/sao/done", "/sao/progress", "/sao/error", "/sao/timing", "/sao/interrupted"} <= routed
     for address in routed:
         forms.reply(address)  # raises when no reply of the table has that address

@@ -15,7 +15,7 @@ UI_CLASSES = {"newobj", "message", "comment", "textedit", "flonum", "number", "b
               "multislider", "waveform~", "dropfile", "live.drop"} - {"live.drop"}  # fmt: skip
 OBJECTS = {"udpsend", "udpreceive", "route", "prepend", "append", "sprintf", "tosymbol", "fromsymbol", "zl",
            "t", "trigger", "counter", "gate", "pack", "pak", "unpack", "i", "f", ">", "+", "change", "metro",
-           "transport", "buffer~", "loadbang", "print", "sel", "select"}  # fmt: skip
+           "transport", "buffer~", "loadbang", "print", "sel", "select", "split"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -67,10 +67,15 @@ NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="Node.js is not installed")
 
 
-def run(*actions, layout=a.OSC_LAYOUT) -> list[tuple[str, list]]:
+def session_after(*actions, layout=a.OSC_LAYOUT) -> dict:
+    """{"sent": [...], "values": {id: value}} once the actions ran."""
     out = subprocess.run([NODE, str(Path(__file__).with_name("osc_session.js")), str(layout), json.dumps(actions)],
                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
-    return [(m["address"], m["args"]) for m in json.loads(out.stdout)["sent"]]
+    return json.loads(out.stdout)
+
+
+def run(*actions, layout=a.OSC_LAYOUT) -> list[tuple[str, list]]:
+    return [(m["address"], m["args"]) for m in session_after(*actions, layout=layout)["sent"]]
 
 
 def _only(sent, address):
@@ -128,3 +133,20 @@ def test_every_message_any_widget_sends_fits_the_protocol():
     assert {m[0] for m in sent} >= {"/sao/gen", "/sao/trigger", "/sao/stop", "/sao/cancel", "/sao/pad/16"}
     for address, args in sent:
         forms.check(address, args)
+
+
+@needs_node
+@pytest.mark.parametrize("first_sound", [4.1, -1.0])  # -1: the clip was not played while it decoded
+def test_timing_shows_each_figure_after_its_label(first_sound):
+    args, by_name = forms.sample_reply("/sao/timing", first_sound=first_sound)
+    after = session_after({"receive": "/sao/timing", "args": args})
+    line = after["values"]["timing"]
+    assert forms.timing_shown(line) == pytest.approx(forms.timing_expected(by_name), abs=0.006), line
+    assert after["sent"] == []  # showing sends nothing to the daemon
+
+
+@needs_node
+def test_an_interruption_is_shown():
+    args, by_name = forms.sample_reply("/sao/interrupted")
+    values = session_after({"receive": "/sao/interrupted", "args": args})["values"]
+    assert values["interrupted"] == [by_name["id"], by_name["reason"]]

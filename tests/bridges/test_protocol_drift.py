@@ -26,12 +26,14 @@ SENDERS = {
     "osc_client.py": (lambda: a.python_sent(a.OSC_CLIENT), {"/sao/hello", "/sao/gen", "/sao/trigger"}),
 }  # fmt: skip
 LISTENERS = {
-    "max": (a.max_heard, {"/sao/done", "/sao/progress", "/sao/error"}),
-    "max device": (lambda: a.max_heard(a.MAX_DEVICE), {"/sao/done", "/sao/progress", "/sao/error"}),
-    "pd": (a.pd_heard, {"/sao/done", "/sao/progress", "/sao/ready"}),
-    "open-stage-control": (a.osc_heard, {"/sao/done", "/sao/progress", "/sao/error"}),
+    "max": (a.max_heard, {"/sao/done", "/sao/progress", "/sao/error", "/sao/timing", "/sao/interrupted"}),
+    "max device": (lambda: a.max_heard(a.MAX_DEVICE), {"/sao/done", "/sao/progress", "/sao/error", "/sao/timing",
+                                                        "/sao/interrupted"}),
+    "pd": (a.pd_heard, {"/sao/done", "/sao/progress", "/sao/ready", "/sao/error", "/sao/timing", "/sao/interrupted"}),
+    "open-stage-control": (a.osc_heard, {"/sao/done", "/sao/progress", "/sao/error", "/sao/timing",
+                                         "/sao/interrupted"}),
     "osc_client.py": (lambda: a.python_heard(a.OSC_CLIENT), {"/sao/done", "/sao/error", "/sao/queued"}),
-}
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("bridge", sorted(SENDERS))

@@ -19,6 +19,7 @@ from sao_live.request import (
     SEED_MAX,
     ModelInfo,
     Request,
+    Requester,
     RequestError,
     is_number,
     parse_osc,
@@ -367,3 +368,9 @@ def test_export_names_mean_their_file_format(tmp_path, name, fmt, subtype):
     path = tmp_path / f"x.{EXPORT_FORMATS[name][0]}"
     write_audio(path, np.zeros((2, 64), np.float32), 44100, *EXPORT_FORMATS[name])
     assert (sf.info(path).format, sf.info(path).subtype) == (fmt, subtype)
+
+
+def test_a_requester_wants_only_an_answer_unless_it_asks_for_more():
+    # the daemon's own requests (a set's pre-render) and journal entries from before `play` rely on it
+    r = Requester("127.0.0.1", 9322, 1)
+    assert (r.priority, r.export, r.play) == (0, None, 0)  # now, no export, no playing

@@ -90,9 +90,10 @@ class Tempo:
 
     # ------------------------------------------------------------ MIDI clock
 
-    def midi_tick(self) -> float | None:
-        """One clock message; returns the new bpm when it moved by more than 0.5 (measured over up to a beat)."""
-        now = time.monotonic()
+    def midi_tick(self, at: float | None = None) -> float | None:
+        """One clock message, received at monotonic time `at` (now when None); returns the new bpm when
+        it moved by more than 0.5 (measured over up to a beat)."""
+        now = time.monotonic() if at is None else at
         frame, t = self.frame_clock()
         self._ticks.append(now)
         self._tick_count += 1
@@ -128,7 +129,6 @@ class Tempo:
         self.link = Link(self.bpm, loop)
         self.link.quantum = 4
         self.link.enabled = True
-        self.source = "link"
         log.info("Ableton Link enabled at %.1f bpm", self.bpm)
 
     def _link_beat(self, at: float) -> float:

@@ -184,6 +184,13 @@ def test_a_midi_velocity_of_1_is_a_quiet_hit_not_a_full_one():
     assert 0 < forms.check(*sim.sent[0])["velocity"] < 2 / 127
 
 
+def test_a_full_midi_velocity_is_a_full_hit():
+    # the table reads velocity 0..1 as a fraction of a full hit: 127 must arrive as 1, not past it
+    sim = _pads()
+    sim.midi(0x90, _pad_offset() + 1, 127, 0x90, _pad_offset() + 2, 64)
+    assert [forms.check(*m)["velocity"] for m in sim.sent] == [1.0, pytest.approx(64 / 127, abs=1e-6)]
+
+
 def test_a_program_change_switches_the_bank():
     sim = _pads()
     sim.midi(0xC0, 3)

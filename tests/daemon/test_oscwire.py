@@ -213,5 +213,29 @@ def test_strings_that_are_not_utf8_are_replaced_not_refused():
     assert decode(b"/x\x00\x00,s\x00\x00a\xffb\x00") == [("/x", ("a\ufffdb",))]
 
 
+@pytest.mark.parametrize(
+    ("code", "char"),
+    [
+        (0x41, "A"),
+        (0xFF000041, "A"),  # OSC's char is 32 bits; a character needs 21 of them
+        (0xD7FF, "\ud7ff"),
+        (0xE000, "\ue000"),
+        (0x10FFFF, "\U0010ffff"),
+        (0, "\ufffd"),  # NUL would end a string
+        (0xD800, "\ufffd"),  # surrogates are no characters
+        (0xDFFF, "\ufffd"),
+        (0x110000, "\ufffd"),  # past Unicode
+        (0x1FFFFF, "\ufffd"),
+    ],
+)
+def test_an_osc_char_that_is_no_character_arrives_as_the_replacement_character(code, char):
+    assert decode(b"/x\x00\x00,c\x00\x00" + struct.pack(">I", code)) == [("/x", (char,))]
+
+
+def test_every_string_encodes_nul_and_lone_surrogates_replaced():
+    # a NUL would end the string early; a lone surrogate (from a decoded path) has no UTF-8
+    assert decode(encode("/x", "a\x00b", "c\ud800d")) == [("/x", ("a\ufffdb", "c?d"))]
+
+
 def test_bundles_say_immediately_by_default():
     assert encode_bundle([])[8:16] == struct.pack(">Q", 1)  # OSC's "now"

@@ -114,6 +114,16 @@ def test_requeue_puts_the_job_first_in_its_priority():
     assert s.running is None and s.next() is job and job.attempts == 2
 
 
+def test_each_attempt_reports_progress_from_zero():
+    s = Scheduler()
+    job, _ = s.submit("a", REQ, who(1))
+    assert job.progress == 0.0  # nothing reported while it waits
+    assert s.next() is job and job.progress == 0.0
+    job.progress = 0.6  # what the service last sent its requesters
+    s.requeue(job)  # its worker died: the next attempt starts over
+    assert s.next() is job and job.progress == 0.0
+
+
 def test_next_while_running_is_a_bug():
     s = Scheduler()
     s.submit("a", REQ, who(1))
@@ -205,6 +215,10 @@ def test_requesters_per_job_are_bounded():
         s.submit("a", REQ, who(3))
     assert err.value.code == "busy" and [r.id for r in s.find("a").requesters] == [1, 2]
     assert not s.submit("b", REQ, who(3))[1]  # another clip still queues
+    one = Scheduler(max_requesters=1)  # no merging at all
+    one.submit("a", REQ, who(1))
+    with pytest.raises(Busy, match="1 requesters already wait"):
+        one.submit("a", REQ, who(2))
     with pytest.raises(ValueError, match="at least 1"):
         Scheduler(max_requesters=0)
 

@@ -1,10 +1,10 @@
-"""Clip store: index survives a reopen, damaged files are caught, LRU eviction, `sao-live cache`."""
+"""Clip store: index survives a reopen, damaged files are caught, LRU eviction, the cache folder's tag and leftovers
+(`sao-live cache` is tested in test_cache_command.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sao_live.audio import write_audio
-from sao_live.daemon.store import CacheFolderError, ClipStore, check_cache_folder, file_sha256
+from sao_live.daemon.store import CLIP_MODE, CacheFolderError, ClipStore, check_cache_folder, file_sha256
 
 RATE = 44100
 
@@ -105,29 +105,6 @@ def test_journal_round_trip(store):
     assert store.journal() == [("k1", {"prompt": "a"}, [{"host": "127.0.0.1", "port": 1, "id": 3}])]
     store.journal_drop("k1")
     assert store.journal() == []
-
-
-def _cache(tmp_path, *args):
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
-    cmd = [sys.executable, "-m", "sao_live.cli", "cache", *args, "--cache-dir", str(tmp_path / "cache")]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
-
-
-def test_cache_command(tmp_path, store):
-    clip = put(store, "ab" + "5" * 30, seconds=0.25, seed=77)
-    store.close()
-    ls = _cache(tmp_path, "ls")
-    assert ls.returncode == 0 and clip.key[:12] in ls.stdout and "seed 77" in ls.stdout and "'clip ab" in ls.stdout
-    info = _cache(tmp_path, "info")
-    assert "clips: 1" in info.stdout and "interrupted jobs: 0" in info.stdout
-    assert _cache(tmp_path, "verify").returncode == 0
-    clip.path.write_bytes(b"RIFF" + bytes(clip.bytes - 4))  # same size, wrong content
-    verify = _cache(tmp_path, "verify")
-    assert verify.returncode == 1 and "sha256 mismatch" in verify.stdout
-    assert _cache(tmp_path, "verify", "--fix").returncode == 0
-    clear = _cache(tmp_path, "clear")
-    assert "removed 0 clips" in clear.stdout  # --fix already dropped the bad one
-    assert "clips: 0" in _cache(tmp_path, "info").stdout
 
 
 def test_latest_of_a_family_is_the_most_recently_used_whole_clip(store):
@@ -301,53 +278,11 @@ def assert_moved_aside(root: Path, files: dict[Path, bytes]) -> None:
         assert (root / "stray" / path.relative_to(root)).read_bytes() == content, path
 
 
-def test_verify_fix_moves_the_users_files_and_deletes_only_the_caches_leftovers(tmp_path, store):
-    clip = put(store, "ab" + "6" * 30)
-    files = user_files(store.root / "clips")
-    orphan = store.root / "clips" / "cd" / ("cd" + "6" * 30 + ".wav")
-    partial = store.root / "clips" / "cd" / (".cd" + "6" * 30 + ".wav.abcd1234.part")
-    orphan.parent.mkdir()
-    orphan.write_bytes(b"RIFF unindexed")
-    partial.write_bytes(b"RIFF half")
-    store.close()
-    check = _cache(tmp_path, "verify")
-    assert check.returncode == 1 and "my-song" not in check.stdout  # the folder album is moved whole
-    assert f"{store.root / 'clips' / 'album'}: not made by the cache (--fix: moved to" in check.stdout
-    assert all(p.exists() for p in [*files, orphan, partial])  # without --fix nothing moves
-    fixed = _cache(tmp_path, "verify", "--fix")
-    assert fixed.returncode == 0, fixed.stderr
-    assert f"{store.root / 'clips' / 'notes.txt'}: not made by the cache: moved to" in fixed.stdout
-    assert f"{orphan}: clip file not in the index: deleted" in fixed.stdout
-    assert_moved_aside(store.root, files)
-    assert not orphan.exists() and not partial.exists() and clip.path.exists()
-    assert "0 problems, 1 clips" in _cache(tmp_path, "verify").stdout
-    # the same name again: moved beside the first, never over it
-    (store.root / "clips" / "notes.txt").write_bytes(b"new notes")
-    assert _cache(tmp_path, "verify", "--fix").returncode == 0
-    assert (store.root / "stray" / "clips" / "notes.txt").read_bytes() == b"my notes"
-    assert (store.root / "stray" / "clips" / "notes_2.txt").read_bytes() == b"new notes"
-    assert "moved aside (not made by the cache)" in _cache(tmp_path, "info").stdout
-
-
-@pytest.mark.parametrize("action", ["verify", "ls", "clear"])
-def test_a_folder_of_the_users_own_is_refused(tmp_path, action):
-    music = tmp_path / "music"
-    files = user_files(music / "clips")
-    (music / "song.flac").write_bytes(b"fLaC")
-    before = sorted(p.relative_to(music) for p in music.rglob("*"))
-    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
-    cmd = [sys.executable, "-m", "sao_live.cli", "cache", action, "--fix", "--cache-dir", str(music)]
-    result = subprocess.run(cmd if action == "verify" else cmd[:5] + cmd[6:], capture_output=True, text=True, env=env)
-    assert result.returncode == 2, result
-    assert f"the cache folder {music} is not a sao-live cache" in result.stderr
-    assert "pass a new or empty folder as --cache-dir" in result.stderr and "Traceback" not in result.stderr
-    assert sorted(p.relative_to(music) for p in music.rglob("*")) == before  # nothing written, nothing moved
-    assert all(path.read_bytes() == content for path, content in files.items())
-
-
 def test_a_new_or_empty_folder_becomes_a_tagged_cache(tmp_path):
     (tmp_path / "empty").mkdir()
-    (tmp_path / "empty" / ".DS_Store").write_bytes(b"finder")  # a file manager's, not the user's work
+    for name in (".DS_Store", "Thumbs.db", "desktop.ini"):  # file managers', not the user's work
+        (tmp_path / "empty" / name).write_bytes(b"view settings")
+    assert check_cache_folder(tmp_path / "new") == "new" and check_cache_folder(str(tmp_path / "empty")) == "new"
     for name in ("new", "empty"):
         ClipStore(tmp_path / name).open().close()
         tag = (tmp_path / name / "CACHEDIR.TAG").read_text()
@@ -382,18 +317,6 @@ def test_a_cache_from_before_the_tag_is_adopted_and_its_leftovers_moved_once(tmp
     store = ClipStore(store.root).open()
     assert store.owns_files and store.recover() == (0, 1, 0)  # tagged now: its own leftovers go
     store.close()
-
-
-def test_clear_removes_indexed_clips_only(tmp_path, store):
-    clip = put(store, "ab" + "8" * 30)
-    files = user_files(store.root / "clips")
-    orphan = store.root / "clips" / "ab" / ("ab" + "9" * 30 + ".wav")
-    orphan.write_bytes(b"RIFF unindexed")
-    store.close()
-    clear = _cache(tmp_path, "clear")
-    assert clear.returncode == 0 and "removed 1 clips" in clear.stdout
-    assert not clip.path.exists() and orphan.exists()
-    assert all(path.read_bytes() == content for path, content in files.items())
 
 
 def test_a_key_that_is_not_a_key_never_names_a_file(tmp_path, store):
@@ -439,3 +362,97 @@ def test_recent_is_newest_first_and_filters_by_prompt(store):
     clips, total = store.recent(text="CLIP 03", limit=10)
     assert total == 1 and clips[0].key == keys[3]
     assert store.recent(limit=2, offset=4)[0][0].key == keys[0]
+
+
+def test_a_refused_folder_is_named_with_a_few_of_its_files(tmp_path):
+    for count, shown in [(3, "(a0, a1, a2)"), (4, "(a0, a1, a2 and 1 more)"), (5, "(a0, a1, a2 and 2 more)")]:
+        folder = tmp_path / str(count)
+        folder.mkdir()
+        for i in range(count):
+            (folder / f"a{i}").write_bytes(b"mine")
+        with pytest.raises(CacheFolderError, match=rf"it holds files \({shown[1:-1]}\) and no CACHEDIR.TAG") as err:
+            check_cache_folder(folder)
+        assert err.value.code == "bad_cache_dir"
+
+
+@pytest.mark.parametrize("index", ["text", "sqlite without clips", "folder"])
+def test_a_folder_whose_index_is_not_the_stores_is_refused(tmp_path, index):
+    path = tmp_path / "index.sqlite3"
+    if index == "text":
+        path.write_text("SQLite format 3? no, my notes")
+    elif index == "folder":
+        path.mkdir()
+    else:
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE songs (name TEXT)")
+        db.commit()
+        db.close()
+    with pytest.raises(CacheFolderError, match="holds files"):
+        check_cache_folder(tmp_path)
+
+
+def test_a_tag_that_cannot_be_read_as_text_is_another_programs(tmp_path):
+    (tmp_path / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55\n\xff\xfe sao-live?\n")
+    assert check_cache_folder(tmp_path) == "tagged"  # unreadable bytes are replaced, the rest is read
+    (tmp_path / "CACHEDIR.TAG").write_bytes(b"Signature: 8a477f597d28d172789f06886806bc55\n\xff\xfe\n")
+    with pytest.raises(CacheFolderError, match="another program's"):
+        check_cache_folder(tmp_path)
+    (tmp_path / "CACHEDIR.TAG").unlink()
+    (tmp_path / "CACHEDIR.TAG").symlink_to("/proc/self/mem")  # a file that fails to read (EIO), even for root
+    with pytest.raises(CacheFolderError, match="another program's"):
+        check_cache_folder(tmp_path)
+
+
+def test_a_tag_written_before_is_left_as_it_is(tmp_path):
+    store = ClipStore(tmp_path / "deep" / "new" / "cache").open()  # its parents are made too
+    store.close()
+    tag = store.root / "CACHEDIR.TAG"
+    tag.write_text("Signature: 8a477f597d28d172789f06886806bc55\n# sao-live cache, in an older wording\n")
+    ClipStore(store.root).open().close()
+    assert tag.read_text().endswith("older wording\n")
+
+
+def test_cached_clips_are_private_to_the_user(tmp_path):
+    path = tmp_path / "clip.wav"
+    write_audio(path, np.zeros((2, 64), np.float32), RATE, "wav", "32f", mode=CLIP_MODE)  # as the worker writes
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_moved_aside_beside_what_is_there_never_over_it(store):
+    for n, content in enumerate([b"first", b"second", b"third"]):
+        (store.root / "clips" / "notes.txt").write_bytes(content)
+        assert store.recover() == (0, 0, 1)
+        assert (store.root / "stray" / "clips" / ["notes.txt", "notes_2.txt", "notes_3.txt"][n]).read_bytes() == content
+
+
+def test_anything_but_a_shard_folder_in_clips_is_moved_aside(store, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    clips = store.root / "clips"
+    (clips / "notes.txt").write_bytes(b"a file")
+    (clips / "mine").mkdir()  # a folder, but no shard name
+    (clips / "ab").symlink_to(elsewhere)  # a shard name, but a link out of the cache
+    assert store.recover() == (0, 0, 3)
+    assert sorted(p.name for p in (store.root / "stray" / "clips").iterdir()) == ["ab", "mine", "notes.txt"]
+    assert elsewhere.is_dir()
+
+
+def test_a_cache_whose_clips_folder_went_away_has_no_leftovers(store):
+    (store.root / "clips").rmdir()
+    assert store.recover() == (0, 0, 0) and store.verify() == []
+
+
+def test_verify_reports_an_unfinished_write_as_the_caches_own(store):
+    partial = store.root / "clips" / "ab" / (".ab" + "1" * 30 + ".wav.x1y2.part")
+    partial.parent.mkdir()
+    partial.write_bytes(b"half")
+    assert store.verify() == [(str(partial), "unfinished write (--fix: deleted)")]
+    assert store.verify(fix=True) == [(str(partial), "unfinished write: deleted")] and not partial.exists()
+
+
+def test_recent_shows_fifty_clips_a_page(store):
+    keys = [f"{i:02x}" + "d" * 30 for i in range(51)]
+    for k in keys:
+        put(store, k, seconds=0.001)
+    clips, total = store.recent()
+    assert total == 51 and len(clips) == 50

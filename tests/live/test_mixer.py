@@ -1,12 +1,10 @@
-"""The mixer alone: sums, chokes with a fade, loops, gates, limiter; loop cutting."""
+"""The mixer alone: sums, chokes with a fade, loops, gates, limiter, streamed clips."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from sao_live.live.loops import cut_loop
 from sao_live.live.mixer import GATE, LOOP, ONESHOT, Mixer, Play, Stop, Then
-from sao_live.musical_time import loop_frames
 
 BLOCK = 256
 
@@ -65,18 +63,6 @@ def test_limiter_keeps_the_sum_under_the_ceiling():
         m.post(Play(v, tone(20000, amp=0.9), 1.0, ONESHOT, 0, "x", 0))
     out = run(m, 40)
     assert np.abs(out).max() <= m.ceiling + 1e-6 and m.limiting > 0
-
-
-def test_cut_loop_is_exact_and_seamless():
-    n = loop_frames(1, 120, 44100)
-    assert n == 88200
-    t = np.arange(n + 882) / 44100
-    audio = np.stack([np.sin(2 * np.pi * 101.3 * t)] * 2).astype(np.float32)  # not periodic in the loop
-    out = cut_loop(audio, n, 882)
-    assert out.shape == (2, n)
-    seam = abs(out[0, 0] - out[0, -1])
-    assert seam < 2 * 2 * np.pi * 101.3 / 44100  # one sample's step of the sine, not a jump
-    assert abs(audio[0, 0] - audio[0, n - 1]) > 0.1  # the uncut loop would click
 
 
 def test_a_streamed_clip_plays_what_has_arrived_and_fades_out_when_it_stops_arriving():

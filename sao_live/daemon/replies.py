@@ -86,7 +86,9 @@ class Replies:
             self.send(to, "/sao/progress", r.id, event.fraction)
         elif isinstance(event, Done):
             clip = event.clip
-            self.send(to, "/sao/done", r.id, str(event.path), float(clip.seconds), int(clip.seed), int(event.cached))
+            where = () if event.made_on is None else (event.made_on,)  # said with a model pool only
+            self.send(to, "/sao/done", r.id, str(event.path), float(clip.seconds), int(clip.seed), int(event.cached),
+                      *where)  # fmt: skip
         elif isinstance(event, Failed):
             self.send(to, "/sao/error", r.id, event.code, event.message[:300])
         elif isinstance(event, Cancelled):

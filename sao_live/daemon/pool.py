@@ -119,6 +119,7 @@ class PoolSupervisor:
             device=None,  # each node its own: cuda when it has a GPU
             numerics=s.numerics,
             int8=s.int8,
+            nice=s.worker_nice,  # as the local worker's
         )
         spec = dict(
             address=address,

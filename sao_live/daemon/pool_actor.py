@@ -11,6 +11,7 @@ sao-live install.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,7 +31,7 @@ def _ignore(_msg) -> None:
 
 class ModelActor:
     def __init__(self, spec: dict):
-        self.spec = spec  # model, text_encoder, device, numerics, int8, threads
+        self.spec = spec  # model, text_encoder, device, numerics, int8, threads, nice
         self.pipe = None
         self.cancelled: set = set()
         self._steps: dict = {}  # job id -> [steps done, steps in all, over]
@@ -46,6 +47,9 @@ class ModelActor:
         s = self.spec
         if s.get("threads"):
             torch.set_num_threads(s["threads"])
+        if s.get("nice") and hasattr(os, "nice"):  # as the worker: a node that also plays or serves keeps its CPU
+            with contextlib.suppress(OSError):
+                os.nice(s["nice"])
         try:
             self.pipe = load_pipeline(s["model"], s["text_encoder"], s["device"], s["numerics"], s.get("int8"))
             start = time.perf_counter()

@@ -38,6 +38,7 @@ WATCH_INTERVAL = 1.0  # seconds between looks at the cluster's nodes
 LOST_AFTER = 30.0  # seconds the cluster may stay unreachable before this process ends (and is restarted)
 REPLACE_AFTER = 5.0  # seconds before a lost actor is replaced on its node (if the node is still there)
 MAX_PAUSE = 300.0  # seconds between attempts on a node whose actors keep failing, at most
+KEPT_ENDED = 64
 MODEL_KEYS = ("window_seconds", "sample_rate", "objective")  # must match the daemon's model
 
 
@@ -77,6 +78,7 @@ class RayPool:
         self.actors: dict[str, Actor] = {}
         self.closing = False
         self.lock = threading.Lock()
+        self._ended: dict[str, dict] = {}  # the rows of the last KEPT_ENDED actors that ended
         self._counts: dict[str, int] = {}  # node id -> actors made there (names are never reused)
         self._failures: dict[str, int] = {}  # node id -> failed actors in a row
         self._retry_at: dict[str, float] = {}
@@ -181,15 +183,20 @@ class RayPool:
         with contextlib.suppress(Exception):
             self.ray.kill(actor.handle, no_restart=True)  # one only unreachable for a while never comes back
         self.send(("actor", actor.row()))
+        del self.actors[actor.name]
+        self._ended[actor.name] = actor.row()  # for a job the daemon sends it before it hears of the end
+        while len(self._ended) > KEPT_ENDED:
+            self._ended.pop(next(iter(self._ended)))
 
     # ------------------------------------------------------------ jobs
 
     def run(self, job_id: int, params: dict, path: str, name: str) -> None:
         with self.lock:
             actor = self.actors.get(name)
-            if actor is None or actor.state != "ready":
-                self.send(("actor", actor.row()) if actor else ("error", job_id, "internal", f"no actor {name}"))
-                return  # its `lost` row, sent again, has the daemon retry the job elsewhere
+            if actor is None or actor.state != "ready":  # it ended before the daemon heard of it
+                row = actor.row() if actor else self._ended.get(name)
+                self.send(("actor", row) if row else ("error", job_id, "internal", f"no actor {name}"))
+                return  # its end, sent again, has the daemon retry the job elsewhere
             actor.jobs.add(job_id)
         thread = threading.Thread(target=self._run, args=(actor, job_id, params, path), name=f"job-{job_id}")
         thread.daemon = True

@@ -106,10 +106,13 @@ def client(pooled):
 
 
 def test_jobs_run_on_both_nodes_at_once(client):
-    client.send("/sao/gen", "a", "kick", 1.0, "steps", 60)
+    client.send("/sao/gen", "a", "kick", 1.0, "steps", 60, "seed", 11)
     client.send("/sao/gen", "b", "snare", 1.0, "steps", 60)
+    client.send("/sao/gen", "a-twin", "kick", 1.0, "steps", 60, "seed", 11)  # joins a's job, as without a pool
     (kind_a, a), (kind_b, b) = client.wait_reply("a", timeout=120), client.wait_reply("b", timeout=120)
     assert kind_a == kind_b == "/sao/done", (a, b)
+    assert client.wait_reply("a-twin", timeout=30)[1][1:] == a[1:]  # the same file, made once, on the same actor
+    assert len(client.of("/sao/progress", "a")) >= 10  # per step (at most one per 5%), from the actor
     # each made progress before the other was done: side by side, and each answer says where it ran
     assert first(client, "/sao/progress", "a") < first(client, "/sao/done", "b")
     assert first(client, "/sao/progress", "b") < first(client, "/sao/done", "a")

@@ -76,6 +76,7 @@ class Done:
     clip: Clip
     path: Path
     cached: bool
+    made_on: str | None = None  # with a model pool: "local" or the actor that made it ("" when cached)
     timing: dict | None = None
 
 

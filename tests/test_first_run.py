@@ -82,6 +82,18 @@ def test_serve_on_a_busy_port_suggests_another_before_loading(tmp_path):
     assert time.monotonic() - started < 10
 
 
+def test_serve_with_a_pool_but_without_ray_says_how_to_get_it(tmp_path):
+    """A machine without the cluster extra; Python's own way to make a module unimportable stands in for it."""
+    code = "import sys; sys.modules['ray'] = None; from sao_live.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    done = subprocess.run([sys.executable, "-c", code, "serve", "--model", "tiny-random", "--pool", "ray",
+                           "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--pool needs Ray, an optional extra: pip install -e '.[cluster]'" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "cache").exists()
+
+
 def test_serve_starts_quietly_and_prints_the_settings_in_effect(tmp_path):
     """A fresh cache (the tiny T5 is written), no sequencer: no progress bar, no ALSA line; -v after serve."""
     port = free_udp_port()

@@ -1,7 +1,8 @@
 """`sao-live render FILE`: pre-render every pad of a set into the clip cache, for a later show.
 
 It runs the daemon's own parts (worker, scheduler, cache) without sound or MIDI, on a free
-local OSC port, so `sao-live serve --set FILE` later finds every take in the cache.
+local OSC port, so `sao-live serve --set FILE` later finds every take in the cache. With
+`--pool` the takes are made side by side on a model pool's actors (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .generate import add_model_arguments
+from .serve import add_pool_argument
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -22,6 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.set_defaults(numerics=None)
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
+    add_pool_argument(p)
     return p
 
 
@@ -30,7 +33,7 @@ def run(args) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..daemon.daemon import Daemon
-    from ..daemon.preflight import free_port
+    from ..daemon.preflight import check_pool, free_port
     from ..daemon.settings import Settings
     from ..live.sets import load_set
 
@@ -49,7 +52,9 @@ def run(args) -> int:
         audio_device="none",
         midi_in="none",
         export_dir=None,
+        pool=args.pool,
     )
+    check_pool(settings)
 
     # In a terminal a bar, with log lines written above it; elsewhere (a pipe, a log) a line per update.
     tty, bars = sys.stderr.isatty(), []

@@ -42,8 +42,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=None, help="clip cache folder (default: the user cache)")
     p.add_argument("--cache-max-mb", type=int, default=None, help="cache size limit in MB (default 2048)")
     p.add_argument("--config", type=Path, default=None, help="settings file (TOML)")
+    add_pool_argument(p)
     add_live_arguments(p)
     return p
+
+
+def add_pool_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pool",
+        default=None,
+        metavar="ray|ray://HOST:PORT",
+        help="generate on a model pool on a Ray cluster (docs/cluster.md): ray joins or starts a local Ray runtime "
+        "(RAY_ADDRESS picks one), ray://HOST:PORT connects to a cluster's head; needs pip install -e '.[cluster]'",
+    )
 
 
 def add_live_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,6 +111,7 @@ def run(args) -> int:
         midi_api=args.midi_api,
         quantize=args.quantize,
         tempo_source=args.tempo_source,
+        pool=args.pool,
     )
     check(settings)  # the model's files, the port, the folders: before anything starts
     print("sao-live serve, settings:\n" + settings.describe(), flush=True)

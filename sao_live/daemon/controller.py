@@ -83,7 +83,7 @@ class Controller:
     def queue(self) -> list[tuple]:
         """(job, requester, position, running) for every request waiting or running, in the order they run."""
         sched = self.service.sched
-        return [(job, r, sched.position(job), job is sched.running) for job in sched.jobs() for r in job.requesters]
+        return [(job, r, sched.position(job), job in sched.running) for job in sched.jobs() for r in job.requesters]
 
     def cancel(self, ctx: Context, id: int | str | None) -> None:
         """The sender's own requests only: those whose replies go where this sender's go."""
@@ -91,10 +91,23 @@ class Controller:
         self.reply(ctx, "/sao/cancelled", "all" if id is None else id, count)
 
     def status(self, ctx: Context) -> None:
+        pool = self.service.pool
+
         async def answer():
-            self.reply(ctx, "/sao/status", *await self.service.status(), *self.stage.status())
+            extra = pool.status() if pool is not None else ()  # <serving> <actors> <busy> with a pool
+            self.reply(ctx, "/sao/status", *await self.service.status(), *self.stage.status(), *extra)
 
         self.runtime.spawn(answer())
+
+    def pool(self, ctx: Context) -> None:
+        """`/sao/pool`: a `/sao/pool/actor` row per actor, then `/sao/pool <serving> <actors> <busy>`."""
+        pool = self.service.pool
+        if pool is None:
+            self.reply(ctx, "/sao/pool", "local" if self.workers.ready else "none", 0, 0)
+            return
+        for row in pool.rows():
+            self.reply(ctx, "/sao/pool/actor", *row)
+        self.reply(ctx, "/sao/pool", *pool.status())
 
     async def status_fields(self) -> dict:
         """What `/sao/status` says, by name, with the model and the tempo source (the web page's status line)."""
@@ -110,7 +123,9 @@ class Controller:
 
     def hello(self, ctx: Context, port: int) -> None:
         self.replies.register(ctx.host, ctx.port, port)
-        self.reply(ctx, "/sao/ready", int(self.workers.ready), self.model_name)
+        pool = self.service.pool
+        atoms = pool.ready_atoms() if pool is not None else (int(self.workers.ready), self.model_name)
+        self.reply(ctx, "/sao/ready", *atoms)
 
     # ------------------------------------------------------------ settings
 

@@ -2,19 +2,20 @@
 
 `__init__` builds every part and hands each only what it uses (docs/architecture.md):
 the runtime (tasks and threads), the replies (OSC out), the event bus, the one Tempo, the
-clip store, the worker supervisor, the clip service, the live stage, the controller the
-OSC handlers act on, and the web page's server (`sao_live.web`, acting on the same controller).
-`serve()` reads top to bottom: signal handlers that only set flags,
+clip store, the worker supervisor (and with `--pool` the pool supervisor), the clip service,
+the live stage, the controller the OSC handlers act on, and the web page's server
+(`sao_live.web`, acting on the same controller). `serve()` reads top to bottom: signal handlers that only set flags,
 `startup()`, the main loop, `shutdown()`.
 
 Startup: the OSC socket is bound (a port clash fails at once; `/sao/startup` goes out, and
 until the model is loaded requests are answered `not_ready`), the worker starts loading the
 model (the slow part), audio and MIDI open, the clip store is opened and
-tidied, the web page is served; once the model is loaded, interrupted jobs are resumed and `/sao/ready 1 <model>` is
-announced. The main loop only waits for a signal: the work happens in tracked tasks (the job
+tidied, the web page is served; once the model is loaded, the pool (if any) starts loading it on its
+nodes, interrupted jobs are resumed and `/sao/ready 1 <model>` is announced. The main loop only
+waits for a signal: the work happens in tracked tasks (the job
 feeder, the worker heartbeat, the stage's watch) and in the OSC handlers. Shutdown goes in
-reverse: stop taking requests, tell queued requesters, let the running job finish
-(`shutdown_timeout`, or at once on a second signal) or cancel it, stop the worker, announce
+reverse: stop taking requests, tell queued requesters, let the running jobs finish
+(`shutdown_timeout`, or at once on a second signal) or cancel them, stop the worker (and the pool), announce
 `/sao/ready 0`, close the socket and the store.
 """
 
@@ -34,6 +35,7 @@ from ..runtime import Runtime
 from .controller import Controller
 from .guard import AllowList
 from .osc import OscServer
+from .pool import PoolSupervisor
 from .preflight import PreflightError, check_folder, port_problem
 from .replies import Replies
 from .service import ClipService
@@ -58,7 +60,8 @@ class Daemon:
         self.tempo = Tempo(s.bpm)
         self.store = ClipStore(s.cache_dir, s.cache_max_mb * 2**20)
         self.workers = WorkerSupervisor(s, self.replies, self.runtime)
-        self.service = ClipService(s, self.store, self.workers, self.runtime, self.bus, self.tempo)
+        self.pool = PoolSupervisor(s, self.replies, self.runtime, self.workers) if s.pool else None
+        self.service = ClipService(s, self.store, self.workers, self.runtime, self.bus, self.tempo, self.pool)
         self.stage = Stage(
             self.runtime, self.replies, self.tempo, self.service.obtain, self.service.resolve, self.store.clip_path, s
         )
@@ -102,6 +105,8 @@ class Daemon:
         else:
             log.info("%s: shutting down", signal.Signals(sig).name)
         self.workers.stopping = True  # a worker that exits from now on is not restarted
+        if self.pool is not None:
+            self.pool.stopping = True
         self.should_exit.set()
 
     async def startup(self) -> None:
@@ -134,6 +139,8 @@ class Daemon:
             await self.runtime.io(_remove_export_partials, s.export_dir)
         info = await self.workers.wait_ready(s.ready_timeout, self.should_exit)
         self.service.model = info
+        if self.pool is not None:  # its actors load while the local worker already serves
+            self.pool.launch(info)
         self.service.resume(await self.runtime.io(self.store.journal))
         spawn = self.runtime.spawn
         self._loops += [spawn(self.service.run()), spawn(self.workers.heartbeat()), spawn(self.stage.watch())]
@@ -141,10 +148,15 @@ class Daemon:
             log.info("pre-rendering the set %s before ready", s.set_file)
             await self.load_set(s.set_file, _log_progress)
         log.info("ready: %s (window %.2f s)", info.name, info.window_seconds)
-        self.replies.announce("/sao/ready", 1, s.model)
+        if self.pool is not None:
+            self.pool.announce_ready()  # /sao/ready 1 <model> <pool|local>
+        else:
+            self.replies.announce("/sao/ready", 1, s.model)
 
     async def load_set(self, path, progress=None) -> None:
-        """Pre-renders and loads a set (StartupError if it cannot be)."""
+        """Pre-renders and loads a set (StartupError if it cannot be); with a pool, over all its actors."""
+        if self.pool is not None:
+            await self.pool.settle(self.settings.ready_timeout)
         try:
             await self.stage.pads.load_set(path, progress)
         except SetError as err:
@@ -154,7 +166,7 @@ class Daemon:
         s = self.settings
         self.workers.stopping = True
         self.service.refuse_queued("shutdown", "the daemon stopped before this request was made")
-        if self.service.sched.running is not None:
+        if self.service.sched.running:
             await self._finish_running(s.shutdown_timeout)
         for task in self._loops:
             task.cancel()
@@ -163,7 +175,9 @@ class Daemon:
             await self.web.close()
         self.stage.close()
         await self.workers.stop()
-        self.replies.announce("/sao/ready", 0, s.model)
+        if self.pool is not None:
+            await self.pool.stop()
+        self.replies.announce("/sao/ready", 0, s.model, *(("none",) if self.pool is not None else ()))
         if self.osc.transport is not None:
             self.osc.transport.close()
         self.runtime.close_threads()
@@ -173,13 +187,13 @@ class Daemon:
 
     async def _finish_running(self, timeout: float) -> None:
         service = self.service
-        log.info("waiting up to %g s for the running job to finish (again: stop now)", timeout)
+        log.info("waiting up to %g s for the running jobs to finish (again: stop now)", timeout)
         waits = [asyncio.ensure_future(service.idle.wait()), asyncio.ensure_future(self.force_exit.wait())]
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()
-        if service.sched.running is not None:
-            log.info("cancelling the running job")
+        if service.sched.running:
+            log.info("cancelling the running jobs")
             service.stop_running("shutdown", "the daemon stopped before this request was made")
             try:
                 await asyncio.wait_for(service.idle.wait(), 5.0)

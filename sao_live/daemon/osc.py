@@ -81,6 +81,10 @@ def status(c: Controller, ctx: Context, atoms: tuple) -> None:
     c.status(ctx)
 
 
+def pool(c: Controller, ctx: Context, atoms: tuple) -> None:
+    c.pool(ctx)
+
+
 def ping(c: Controller, ctx: Context, atoms: tuple) -> None:
     c.reply(ctx, "/sao/pong", *atoms)
 
@@ -214,6 +218,7 @@ HANDLERS = {
     "/sao/trigger": trigger,
     "/sao/cancel": cancel,
     "/sao/status": status,
+    "/sao/pool": pool,
     "/sao/ping": ping,
     "/sao/hello": hello,
     "/sao/info": info,

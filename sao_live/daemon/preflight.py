@@ -28,6 +28,7 @@ def check(settings: Settings) -> None:
     from ..engine.loading import check_model_source
 
     check_model_source(settings.model)
+    check_pool(settings)
     check_udp_port(settings.host, settings.osc_port)
     if settings.web:
         check_tcp_port(settings.host, settings.http_port)
@@ -38,6 +39,14 @@ def check(settings: Settings) -> None:
         check_folder(settings.export_dir, "--export-dir")
     if settings.set_file is not None and not settings.set_file.is_file():
         raise PreflightError(f"--set {settings.set_file.absolute()}: no such file (a set file is TOML, docs/sets.md)")
+
+
+def check_pool(settings: Settings) -> None:
+    """A model pool needs Ray, an optional extra."""
+    from .pool import RAY_MISSING, ray_installed
+
+    if settings.pool and not ray_installed():
+        raise PreflightError(RAY_MISSING)
 
 
 def check_allow(settings: Settings) -> None:

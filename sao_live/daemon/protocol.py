@@ -49,7 +49,8 @@ PROTOCOL: tuple[Row, ...] = (
         "/sao/gen",
         _REQ,
         "`/sao/queued <id> <position>`, `/sao/progress <id> <0..1>` per step, "
-        "`/sao/done <id> <path> <seconds> <seed> <cached 0|1>` per variation; after a clip generated now, "
+        "`/sao/done <id> <path> <seconds> <seed> <cached 0|1>` per variation (with a model pool one more atom: "
+        'where the clip was made, `local` or the actor\'s name, "" when cached); after a clip generated now, '
         "`/sao/timing <id> <queue> <text> <dit> <decode> <first_sound> <rtf>`",
         _REQ_ERRORS,
         "Generate a clip (a new random seed unless `seed` is given); a cached clip is answered at once. "
@@ -133,7 +134,18 @@ PROTOCOL: tuple[Row, ...] = (
         "<underruns> <callback_errors> <bpm> <set> <bank> <stolen>`",
         "",
         'Queue, cache, worker and player state (`audio` 0: no audio device, export only; `set` "" when none; '
-        "`stolen`: voices cut because every voice was busy).",
+        "`stolen`: voices cut because every voice was busy). With a model pool three more atoms: "
+        "`<serving pool|local|none> <actors> <busy>` (as /sao/pool).",
+    ),
+    Row(
+        "/sao/pool",
+        "",
+        "one `/sao/pool/actor <name> <node> <device> <state> <jobs> <mean_seconds>` per actor, then "
+        "`/sao/pool <serving pool|local|none> <actors> <busy>`",
+        "",
+        "The model pool (docs/cluster.md): each actor's node, device (`cpu`, `cuda:0`), state (loading, idle, busy, "
+        "lost, failed, refused), clips made and mean seconds per clip; who serves (`local`: no actor is ready, the "
+        "local worker makes the clips). Without `--pool`: `/sao/pool local 0 0`.",
     ),
     Row("/sao/ping", "`[atoms ...]`", "`/sao/pong [atoms ...]` (the same atoms)", "", "Liveness check."),
     Row(
@@ -175,7 +187,8 @@ PROTOCOL: tuple[Row, ...] = (
 ANNOUNCEMENTS = (
     ("/sao/startup", "the daemon has started and is loading the model"),
     ("/sao/ready <0|1> <model>", "1: the model is loaded and requests are served; 0: the worker is restarting or "
-     "the daemon is stopping"),
+     "the daemon is stopping. With a model pool one more atom, `pool`, `local` or `none`: who serves, announced "
+     "again when it changes (`local`: no pool actor is left, the local worker makes the clips)"),
     ("/sao/render <set> <ready> <total>", "pre-rendering a set: `ready` of `total` pad takes are in the cache"),
     ("/sao/loaded <set> <pads> <banks>", "the set is loaded and every pad is ready"),
     ("/sao/fallback <pad<n>> <seed>", "a pad's wanted take was not ready; the nearest ready take (seed) played"),
@@ -188,6 +201,7 @@ FINAL_REPLIES = (
     "/sao/error",
     "/sao/pong",
     "/sao/status",
+    "/sao/pool",
     "/sao/value",
     "/sao/info/end",
     "/sao/cancelled",

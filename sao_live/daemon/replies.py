@@ -87,7 +87,9 @@ class Replies:
             self.send(to, "/sao/progress", r.id, event.fraction)
         elif isinstance(event, Done):
             clip = event.clip
-            self.send(to, "/sao/done", r.id, str(event.path), float(clip.seconds), int(clip.seed), int(event.cached))
+            where = () if event.made_on is None else (event.made_on,)  # said with a model pool only
+            self.send(to, "/sao/done", r.id, str(event.path), float(clip.seconds), int(clip.seed), int(event.cached),
+                      *where)  # fmt: skip
             if event.timing:  # a generated clip: where its time went
                 t = event.timing
                 timing = (t["queue"], t["text"], t["dit"], t["decode"], t["first_sound"], t["rtf"])

@@ -1,7 +1,9 @@
-"""The Scheduler: which job the worker runs next (docs/architecture.md).
+"""The Scheduler: which job runs next (docs/architecture.md).
 
 Plain data, no IO and no asyncio, so its rules are easy to test: jobs are ordered by
-priority (0 play now, 1 pre-render, 2 background refill), then by arrival; a request
+priority (0 play now, 1 pre-render, 2 background refill), then by arrival; several jobs may
+run at once (one per free slot: the local worker, or each actor of a pool), and the caller
+takes the next one only when it has a free slot; a request
 whose cache key is already queued or running joins that job (one generation, every
 requester answered), lifting its priority if it asks for sooner; cancel removes one
 requester, and a job nobody waits for any more is dropped (or, when running, marked
@@ -50,7 +52,7 @@ class Scheduler:
         self.max_queued = max_queued
         self.max_requesters = max_requesters
         self._queued: dict[str, Job] = {}
-        self.running: Job | None = None
+        self.running: list[Job] = []  # started on a slot, in the order they started
         self._delivering: dict[str, Job] = {}  # made, being exported and answered
         self._seq = itertools.count()
         self._front = itertools.count(-1, -1)
@@ -59,13 +61,13 @@ class Scheduler:
         return len(self._queued)
 
     def jobs(self) -> list[Job]:
-        """Running job first, then the queue in the order it will run."""
-        head = [self.running] if self.running else []
-        return head + sorted(self._queued.values(), key=lambda j: j.order)
+        """Running jobs first, then the queue in the order it will run."""
+        return self.running + sorted(self._queued.values(), key=lambda j: j.order)
 
     def find(self, key: str) -> Job | None:
-        if self.running is not None and self.running.key == key:
-            return self.running
+        running = next((j for j in self.running if j.key == key), None)
+        if running is not None:
+            return running
         return self._queued.get(key) or self._delivering.get(key)
 
     def find_family(self, family: str) -> Job | None:
@@ -92,33 +94,32 @@ class Scheduler:
         return job, False
 
     def position(self, job: Job) -> int:
-        """How many jobs run before `job` (0: it is running or made, or starts next on an idle worker)."""
-        if job is self.running or self._delivering.get(job.key) is job:
+        """How many jobs run before `job`: those queued ahead of it and those running (0: it is running
+        or made, or starts next on an idle worker)."""
+        if job in self.running or self._delivering.get(job.key) is job:
             return 0
         ahead = sum(1 for j in self._queued.values() if j.order < job.order)
-        return ahead + (self.running is not None)
+        return ahead + len(self.running)
 
     def next(self) -> Job | None:
-        """Takes the most urgent queued job and marks it running (the worker must be idle)."""
-        if self.running is not None:
-            raise RuntimeError(f"job {self.running.key} is still running")
+        """Takes the most urgent queued job and marks it running (the caller has a free slot for it)."""
         if not self._queued:
             return None
         job = min(self._queued.values(), key=lambda j: j.order)
         del self._queued[job.key]
         job.attempts += 1
         job.progress = 0.0
-        self.running = job
+        self.running.append(job)
         return job
 
     def finish(self, job: Job) -> None:
-        """The running job ended (done, failed or cancelled)."""
-        if job is not self.running:
-            raise RuntimeError(f"job {job.key} is not the running job")
-        self.running = None
+        """A running job ended (done, failed or cancelled)."""
+        if job not in self.running:
+            raise RuntimeError(f"job {job.key} is not a running job")
+        self.running.remove(job)
 
     def deliver(self, job: Job) -> None:
-        """The running job's clip is made: the worker is free, and the job stays findable until `delivered`."""
+        """A running job's clip is made: its slot is free, and the job stays findable until `delivered`."""
         self.finish(job)
         self._delivering[job.key] = job
 
@@ -129,7 +130,7 @@ class Scheduler:
         del self._delivering[job.key]
 
     def requeue(self, job: Job) -> None:
-        """Puts the running job back at the head of its priority (its worker died)."""
+        """Puts a running job back at the head of its priority (its worker died)."""
         self.finish(job)
         job.seq = next(self._front)
         self._queued[job.key] = job
@@ -151,14 +152,14 @@ class Scheduler:
                     keep.append(r)
             job.requesters = keep
             if not keep:
-                if job is self.running:
+                if job in self.running:
                     job.cancelled = True
                 else:
                     del self._queued[job.key]
         return removed
 
     def drain(self) -> list[Job]:
-        """Removes every queued job (shutdown); the running one stays."""
+        """Removes every queued job (shutdown); the running ones stay."""
         jobs = sorted(self._queued.values(), key=lambda j: j.order)
         self._queued.clear()
         return jobs

@@ -2,17 +2,19 @@
 
 `submit` resolves a request against the model, then for each variation looks the clip up in
 the store (a seedless trigger takes any clip of the same sound), delivers it at once when it
-is there, and otherwise queues a job in the scheduler and the crash journal. `run` feeds the
-worker one job at a time; worker messages come back through `on_worker`. A job stays in the
+is there, and otherwise queues a job in the scheduler and the crash journal. `run` starts the
+most urgent jobs on free slots: the local worker (one job at a time), or, with a model pool
+(`pool.py`), each of its actors while it has any. Every job started gets a worker job id, and the
+messages of the worker and the pool come back through `on_worker` tagged with it. A job stays in the
 journal until every requester has its answer (the export included), so a daemon killed at any
 point answers them after its restart. While the worker is down for good (it failed to come
 back several times in a row), requests that need it are refused with `worker_unavailable`.
 
 Everything that happens to a request is published on the event bus (`events.py`): Queued,
-Progress, Streaming (a client's job: its audio arrives while it decodes, in a ClipStream),
-ClipReady (in the cache: the live stage plays it), Done (after the export, with a generated
-clip's timings), Failed, Cancelled. The service never calls up into whoever listens. Store calls run on the runtime's
-store thread, exports on its file thread, never on the loop.
+Progress, Streaming (a client's job on the local worker: its audio arrives while it decodes, in a
+ClipStream), ClipReady (in the cache: the live stage plays it), Done (after the export, with a
+generated clip's timings), Failed, Cancelled. The service never calls up into whoever listens.
+Store calls run on the runtime's store thread, exports on its file thread, never on the loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import itertools
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..events import Cancelled, Clip, ClipReady, ClipStream, Done, Event, EventBus, Failed, Progress, Queued, Streaming
 from ..live.tempo import Tempo
@@ -35,8 +38,12 @@ from .settings import LiveParams, Settings
 from .store import ClipStore
 from .workers import WorkerSupervisor
 
+if TYPE_CHECKING:
+    from .pool import PoolSupervisor
+
 log = logging.getLogger(__name__)
 PROGRESS_STEP = 0.05
+LOCAL = "local"  # the local worker's slot; a pool actor's slot is its name
 
 
 class ClipService:
@@ -48,8 +55,10 @@ class ClipService:
         runtime: Runtime,
         bus: EventBus,
         tempo: Tempo,
+        pool: PoolSupervisor | None = None,
     ):
         self.settings = settings
+        self.pool = pool
         self.store = store
         self.workers = workers
         self.runtime = runtime
@@ -65,12 +74,14 @@ class ClipService:
         self._ids = itertools.count(1)
         self._internal = itertools.count(1)
         self._waiters: dict[str, asyncio.Future] = {}  # the daemon's own requests (host ""): id -> future
-        self._worker_job: int | None = None  # the id the worker knows the running job by
-        self._stream: ClipStream | None = None  # the running job's audio, while it decodes
+        self._running: dict[int, tuple[Job, str]] = {}  # worker job id -> (job, the slot it runs on)
+        self._streams: dict[int, ClipStream] = {}  # worker job id -> its audio, while it decodes
+        self._started_at: dict[int, float] = {}  # worker job id -> when it went to its slot (timings)
         self._queued_at: dict[str, float] = {}  # job key -> when it was queued (timings)
-        self._started_at = 0.0  # when the running job went to the worker
         workers.on_job_message, workers.on_died, workers.on_back = self.on_worker, self.worker_died, self.wake.set
         workers.on_down = self.worker_down
+        if pool is not None:
+            pool.on_job_message, pool.on_slot_died, pool.on_change = self.on_worker, self.slot_died, self.pool_changed
         bus.subscribe(self._settle_internal)
 
     # ------------------------------------------------------------ intake
@@ -134,7 +145,7 @@ class ClipService:
         clip = await self.runtime.io(self.store.latest if any_seed else self.store.get, family if any_seed else key)
         if clip is not None:
             self.runtime.io_nowait(self.store.touch, clip.key)
-            await self._deliver(clip, r, cached=True)
+            await self._deliver(clip, r, cached=True, made_on=self._made_on(None))
             return
         if not self.accepting:
             self.bus.publish(Failed(r, "shutting_down", "the daemon is stopping and takes no new requests"))
@@ -145,7 +156,7 @@ class ClipService:
         twin = self.sched.find_family(family) if any_seed else None
         if twin is not None:
             key, request = twin.key, twin.request
-        if self.workers.down and self.sched.find(key) is None:
+        if self._down() and self.sched.find(key) is None:
             self.bus.publish(Failed(r, "worker_unavailable", self._unavailable()))
             return
         try:
@@ -157,8 +168,9 @@ class ClipService:
             self._queued_at[job.key] = time.monotonic()
         self._journal(job)
         self.bus.publish(Queued(r, self.sched.position(job)))
-        if job is self.sched.running and self._stream is not None and r.host:
-            self.bus.publish(Streaming(r, self._stream))  # joined a job that is decoding: it may play now
+        stream = next((s for wj, s in self._streams.items() if self._running.get(wj, (None,))[0] is job), None)
+        if stream is not None and r.host:
+            self.bus.publish(Streaming(r, stream))  # joined a job that is decoding: it may play now
         self.wake.set()
 
     def _journal(self, job: Job) -> None:
@@ -209,7 +221,9 @@ class ClipService:
             code = event.code if isinstance(event, Failed) else "cancelled"
             future.set_exception(RequestError(code, event.message))
 
-    async def _deliver(self, clip: Clip, r: Requester, cached: bool, timing: dict | None = None) -> None:
+    async def _deliver(
+        self, clip: Clip, r: Requester, cached: bool, made_on: str | None = None, timing: dict | None = None
+    ) -> None:
         self.bus.publish(ClipReady(r, clip, cached))
         path = clip.path
         if r.export is not None:
@@ -220,7 +234,7 @@ class ClipService:
                 msg = f"the clip is at {clip.path} but the export failed: {err}"
                 self.bus.publish(Failed(r, "export_failed", msg))
                 return
-        self.bus.publish(Done(r, clip, Path(path), cached, timing))
+        self.bus.publish(Done(r, clip, Path(path), cached, made_on, timing))
 
     async def _export(self, clip: Clip, fmt: str):
         folder = self.settings.export_dir
@@ -233,12 +247,14 @@ class ClipService:
         await self.runtime.io(self.store.add_export, clip.key, fmt, path)  # recorded before the journal ends
         return path
 
-    async def _deliver_job(self, job: Job, clip: Clip, cached: bool, timing: dict | None = None) -> None:
+    async def _deliver_job(
+        self, job: Job, clip: Clip, cached: bool, made_on: str | None = None, timing: dict | None = None
+    ) -> None:
         """Exports and answers each requester of a made job in turn (twins may still join), then ends
         its journal entry. Killed halfway, the next start resumes the job and finds its clip."""
         try:
             while job.requesters:
-                await self._deliver(clip, job.requesters[0], cached, timing)
+                await self._deliver(clip, job.requesters[0], cached, made_on, timing)
                 job.requesters.pop(0)  # answered: a restart need not answer it again
                 if job.requesters:
                     self._journal(job)
@@ -253,30 +269,31 @@ class ClipService:
         self.sched.delivered(job)
         self.journal.drop(job.key)
 
-    # ------------------------------------------------------------ the worker's side
+    # ------------------------------------------------------------ the workers' side
 
     async def run(self) -> None:
-        """Feeds the worker one job at a time, most urgent first."""
+        """Starts the most urgent jobs on free slots: one on the local worker, or one on each free pool actor."""
         while True:
             await self.wake.wait()
             self.wake.clear()
-            while self.workers.ready and self.sched.running is None and (job := self.sched.next()):
+            while (slot := self._free_slot()) is not None and (job := self.sched.next()):
                 self.idle.clear()
+                worker_job = next(self._ids)
+                self._running[worker_job] = (job, slot)  # the slot is taken while the store is asked
                 clip = None
                 if job.requesters and not job.cancelled:
                     # made already: by a twin that raced it, or before a kill interrupted its delivery
                     clip = await self.runtime.io(self.store.get, job.key)
-                if self.sched.running is not job:
-                    continue  # its worker died meanwhile: requeued
+                if self._running.get(worker_job, (None,))[0] is not job:
+                    continue  # its slot died meanwhile: requeued
                 if job.cancelled or not job.requesters:
-                    self._end(job)
+                    self._end(worker_job)
                     continue
                 if clip is not None:
+                    del self._running[worker_job]
                     self.sched.deliver(job)
-                    self.runtime.spawn(self._deliver_job(job, clip, cached=True))
+                    self.runtime.spawn(self._deliver_job(job, clip, cached=True, made_on=self._made_on(None)))
                     continue
-                self._worker_job = next(self._ids)
-                self._stream, self._started_at = None, time.monotonic()
                 q = job.request
                 params = dict(
                     prompt=q.prompt,
@@ -286,40 +303,67 @@ class ClipService:
                     cfg_scale=q.cfg,
                     sampler=q.sampler,
                     negative_prompt=q.negative or None,
-                    # a client may play it before it is finished
-                    stream=self.settings.stream and any(r.host for r in job.requesters),
+                    # a client may play it before it is finished (the local worker streams; the pool does not)
+                    stream=self.settings.stream and slot == LOCAL and any(r.host for r in job.requesters),
                 )
                 if q.bars is not None:  # a loop: exact length from bars and bpm, seam crossfaded
                     params["loop_seconds"] = bars_to_seconds(q.bars, q.bpm)  # q.seconds is rounded to 0.1 ms
                 path = self.store.clip_path(job.key)
                 log.info(
-                    "job %d: %r, %g s, seed %d (attempt %d)",
-                    self._worker_job,
+                    "job %d: %r, %g s, seed %d (attempt %d)%s",
+                    worker_job,
                     q.prompt[:60],
                     q.seconds,
                     q.seed,
                     job.attempts,
+                    "" if slot == LOCAL else f" on {slot}",
                 )
-                self.workers.send(("job", self._worker_job, params, str(path)))
-            if self.sched.running is None:
+                self._started_at[worker_job] = time.monotonic()
+                if slot == LOCAL:
+                    self.workers.send(("job", worker_job, params, str(path)))
+                else:
+                    self.pool.start(slot, worker_job, params, str(path))
+            if not self.sched.running:
                 self.idle.set()
 
-    def _end(self, job: Job, why: str = "the clip was not finished") -> None:
-        """The running job ended without a clip; its requesters, if any, are answered by the caller."""
-        self.sched.finish(job)
-        self._worker_job = None
-        self._end_stream(why)
+    def _free_slot(self) -> str | None:
+        """Where a job can start now: the fastest free pool actor while the pool has any, else the local worker."""
+        busy = {slot for _, slot in self._running.values()}
+        if self.pool is not None and self.pool.serving:
+            return self.pool.free_actor(busy)
+        return LOCAL if self.workers.ready and LOCAL not in busy else None
+
+    def _cancel(self, worker_job: int) -> None:
+        slot = self._running[worker_job][1]
+        if slot == LOCAL:
+            self.workers.send(("cancel", worker_job))
+        else:
+            self.pool.cancel(worker_job)
+
+    def _made_on(self, info: dict | None) -> str | None:
+        """Where a clip was made, as `/sao/done` says it with a pool ("" for a cached clip); None without one."""
+        if self.pool is None:
+            return None
+        return "" if info is None else info.get("made_on", LOCAL)
+
+    def _end(self, worker_job: int, why: str = "the clip was not finished") -> None:
+        """A running job ended without a clip; its requesters, if any, are answered by the caller."""
+        job, _ = self._running.pop(worker_job)
+        self._end_stream(worker_job, why)
+        self._started_at.pop(worker_job, None)
         self._queued_at.pop(job.key, None)
+        self.sched.finish(job)
         self.journal.drop(job.key)
         self.wake.set()
 
     def on_worker(self, msg: tuple) -> None:
+        """A message of the local worker or the pool about the job it knows as msg[1]."""
         kind, worker_job = msg[0], msg[1]
-        job = self.sched.running
-        if job is None or worker_job != self._worker_job:
+        job = self._running.get(worker_job, (None,))[0]
+        if job is None:
             return  # a job that was already given up
         if kind == "audio":
-            self._on_audio(job, *msg[2:])
+            self._on_audio(worker_job, job, *msg[2:])
         elif kind == "progress":
             fraction = msg[2] / msg[3]
             if fraction < min(1.0, job.progress + PROGRESS_STEP):
@@ -328,52 +372,55 @@ class ClipService:
             for r in job.requesters:
                 self.bus.publish(Progress(r, fraction))
         elif kind == "done":
-            self.sched.deliver(job)  # the worker is free; twins join the job until it is delivered
-            self._worker_job = None
+            timing = self._timing(worker_job, job, msg[2])
+            del self._running[worker_job]
+            self._streams.pop(worker_job, None)
+            self.sched.deliver(job)  # the slot is free; twins join the job until it is delivered
             self.wake.set()
-            timing = self._timing(job, msg[2])
-            self._stream = None
             self.runtime.spawn(self._complete(job, msg[2], timing))
         elif kind == "error":
             log.warning("job %d failed: %s: %s", worker_job, msg[2], msg[3])
-            self._end(job, msg[3])
+            self._end(worker_job, msg[3])
             for r in job.requesters:
                 self.bus.publish(Failed(r, msg[2], msg[3]))
         elif kind == "cancelled":
             if job.requesters and self.accepting:  # someone asked again after the cancel
-                self._end_stream("cancelled")
+                del self._running[worker_job]
+                self._end_stream(worker_job, "cancelled")
                 self.sched.requeue(job)
                 self.wake.set()
             else:
-                self._end(job, "cancelled")
+                self._end(worker_job, "cancelled")
 
-    def _on_audio(self, job: Job, offset: int, total: int, rate: int, decode_seconds: float, chunk) -> None:
-        """A piece of the running job's audio: the first one opens its stream for each client requester."""
-        if self._stream is None:
+    def _on_audio(self, worker_job: int, job: Job, offset: int, total: int, rate: int, spent: float, chunk) -> None:
+        """A piece of a running job's audio: the first one opens its stream for each client requester."""
+        stream = self._streams.get(worker_job)
+        if stream is None:
             if offset != 0:
                 return  # the start of this attempt's audio was missed: no stream for it
             q = job.request
             loop_seconds = bars_to_seconds(q.bars, q.bpm) if q.bars is not None else None
-            self._stream = ClipStream(job.key, q.seed, rate, total, loop_seconds)
+            stream = self._streams[worker_job] = ClipStream(job.key, q.seed, rate, total, loop_seconds)
             for r in job.requesters:
                 if r.host:
-                    self.bus.publish(Streaming(r, self._stream))
-        self._stream.add(chunk, decode_seconds)
+                    self.bus.publish(Streaming(r, stream))
+        stream.add(chunk, spent)
 
-    def _end_stream(self, why: str) -> None:
-        if self._stream is not None:
-            self._stream.fail(why)
-            self._stream = None
+    def _end_stream(self, worker_job: int, why: str) -> None:
+        stream = self._streams.pop(worker_job, None)
+        if stream is not None:
+            stream.fail(why)
 
-    def _timing(self, job: Job, info: dict) -> dict:
+    def _timing(self, worker_job: int, job: Job, info: dict) -> dict:
         """Where a generated clip's time went, in seconds (first_sound -1: it was not streamed)."""
         stages = info.get("timing") or {}
-        queued = self._queued_at.pop(job.key, self._started_at)
-        stream = self._stream
-        first = stream.first_sound if stream is not None and stream.first_sound is not None else None
+        started = self._started_at.pop(worker_job, time.monotonic())
+        queued = self._queued_at.pop(job.key, started)
+        stream = self._streams.get(worker_job)
+        first = None if stream is None else stream.first_sound
         work = sum(stages.get(k, 0.0) for k in ("text", "dit", "decode"))
         return dict(
-            queue=max(0.0, self._started_at - queued),
+            queue=max(0.0, started - queued),
             text=stages.get("text", 0.0),
             dit=stages.get("dit", 0.0),
             decode=stages.get("decode", 0.0),
@@ -392,38 +439,52 @@ class ClipService:
         if clip is None:
             self._fail_made(job, "generation_failed", "the clip file vanished before it could be indexed")
             return
-        await self._deliver_job(job, clip, cached=False, timing=timing)
+        await self._deliver_job(job, clip, cached=False, made_on=self._made_on(info), timing=timing)
 
     def worker_died(self) -> None:
         """The worker process ended: retry its job once (settings.retries), then report it."""
-        job = self.sched.running
-        if job is None:
-            return
-        self._worker_job = None
-        self._end_stream("the model worker died while decoding this clip")
-        if job.cancelled or not job.requesters:
-            self._end(job)
-        elif job.attempts <= self.settings.retries:
-            log.warning(
-                "the worker died during %r: trying again (attempt %d)", job.request.prompt[:60], job.attempts + 1
-            )
-            self.sched.requeue(job)
-        else:
-            self._end(job)
-            for r in job.requesters:
-                msg = f"the model worker died {job.attempts} times making this clip"
-                self.bus.publish(Failed(r, "worker_crashed", msg))
+        self.slot_died(LOCAL, "the model worker died")
+
+    def slot_died(self, slot: str, what: str) -> None:
+        """The local worker or a pool actor is gone: each job it held is retried (on another slot), then reported."""
+        for worker_job, (job, on) in list(self._running.items()):
+            if on != slot:
+                continue
+            del self._running[worker_job]
+            self._started_at.pop(worker_job, None)
+            self._end_stream(worker_job, f"{what} while decoding this clip")
+            if job.cancelled or not job.requesters:
+                self.sched.finish(job)
+                self.journal.drop(job.key)
+            elif job.attempts <= self.settings.retries:
+                log.warning("%s during %r: trying again (attempt %d)", what, job.request.prompt[:60], job.attempts + 1)
+                self.sched.requeue(job)
+            else:
+                self.sched.finish(job)
+                self.journal.drop(job.key)
+                who = "the model worker" if self.pool is None else "the model worker or pool actor making this clip"
+                for r in job.requesters:
+                    self.bus.publish(Failed(r, "worker_crashed", f"{who} died {job.attempts} times making this clip"))
+        self.wake.set()
 
     def worker_down(self) -> None:
-        """The worker failed to come back several times in a row: nobody is left waiting for it.
-
-        (No job is running: a dying worker's job was requeued or reported by `worker_died`.)
-        """
+        """The worker failed to come back several times in a row: nobody is left waiting for it (unless a
+        pool serves). (No job runs on it: a dying worker's job was requeued or reported by `worker_died`.)"""
+        if not self._down():
+            return
         message = self._unavailable()
         for job in self.sched.drain():
             for r in job.requesters:
                 self.bus.publish(Failed(r, "worker_unavailable", message))
             self.journal.drop(job.key)
+
+    def pool_changed(self) -> None:
+        """The pool gained or lost actors: start what waits, or answer it if nothing is left to make it."""
+        self.wake.set()
+        self.worker_down()
+
+    def _down(self) -> bool:
+        return self.workers.down and not (self.pool is not None and self.pool.serving)
 
     def _unavailable(self) -> str:
         return (
@@ -434,16 +495,14 @@ class ClipService:
     # ------------------------------------------------------------ cancel, shutdown, status
 
     def stop_running(self, code: str, message: str) -> None:
-        """Tells the running job's requesters why, and has the worker stop it (shutdown)."""
-        job = self.sched.running
-        if job is None:
-            return
-        for r in job.requesters:
-            self.bus.publish(Failed(r, code, message))
-        job.requesters.clear()
-        job.cancelled = True
-        self.workers.send(("cancel", self._worker_job))
-        self.journal.drop(job.key)
+        """Tells the running jobs' requesters why, and has their slots stop them (shutdown)."""
+        for worker_job, (job, _) in list(self._running.items()):
+            for r in job.requesters:
+                self.bus.publish(Failed(r, code, message))
+            job.requesters.clear()
+            job.cancelled = True
+            self._cancel(worker_job)
+            self.journal.drop(job.key)
 
     def refuse_queued(self, code: str, message: str) -> None:
         """Empties the queue (shutdown): every waiting requester is told why."""
@@ -465,8 +524,8 @@ class ClipService:
         """Tells cancelled requesters why; a running job nobody waits for stops, a queued one leaves the journal."""
         for job, r in removed:
             self.bus.publish(Cancelled(r, why))
-            if job is self.sched.running and job.cancelled:
-                self.workers.send(("cancel", self._worker_job))
+            if job in self.sched.running and job.cancelled:
+                self._cancel(next(w for w, (j, _) in self._running.items() if j is job))
             elif not job.requesters:
                 self.journal.drop(job.key)
             else:
@@ -475,8 +534,8 @@ class ClipService:
     async def status(self) -> tuple:
         """(ready, queued, running, clips, cache MB, worker pid), as /sao/status begins."""
         clips, size = await self.runtime.io(self.store.stats)
-        running = int(self.sched.running is not None)
-        return (int(self.workers.ready), len(self.sched), running, clips, round(size / 2**20, 3), self.workers.pid)
+        ready = self.workers.ready or (self.pool is not None and self.pool.serving)
+        return (int(ready), len(self.sched), len(self.sched.running), clips, round(size / 2**20, 3), self.workers.pid)
 
 
 class JournalWriter:

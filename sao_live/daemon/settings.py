@@ -9,6 +9,7 @@ The file holds the field names below as top-level keys, e.g. `osc_port = 9000`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,6 +43,9 @@ def default_cache_dir() -> Path:
 
 def default_sets_dir() -> Path:
     return Path(user_data_dir("sao-live")) / "sets"
+
+
+_RAY_CLIENT = re.compile(r"ray://[^\s/:]+:\d{1,5}")
 
 
 def _one_of(words) -> str:
@@ -93,6 +97,11 @@ class Settings:
     sets_dir: Path = field(default_factory=default_sets_dir)  # /sao/load <name> loads <name>.toml from here only
     quantize: str = "off"  # off, beat, bar: when launches start
     tempo_source: str = "fixed"  # fixed, midi (clock), link (Ableton Link, needs aalink)
+    # a model pool on a Ray cluster (docs/cluster.md)
+    pool: str = ""  # "": the local worker only; ray: join or start a local Ray runtime; ray://HOST:PORT: a cluster
+    pool_model: str = ""  # the model as the nodes read it (a folder there, or a hub id); "": `model`
+    pool_text_encoder: str = ""  # the text encoder as the nodes read it; "": `text_encoder`
+    pool_cpus_per_actor: int = 0  # cores per actor on a node without a GPU; 0: one actor for all its cores
 
     def __post_init__(self):
         put = object.__setattr__
@@ -112,7 +121,8 @@ class Settings:
         put(self, "allow", tuple(a.strip() for a in allow))
         if isinstance(self.reply_rate_kb, bool) or not isinstance(self.reply_rate_kb, int) or self.reply_rate_kb < 1:
             raise SettingsError(f"reply_rate_kb must be a whole number >= 1, got {self.reply_rate_kb!r}")
-        for name in ("cache_max_mb", "queue_size", "requesters_per_job", "retries", "worker_nice", "worker_threads"):
+        for name in ("cache_max_mb", "queue_size", "requesters_per_job", "retries", "worker_nice", "worker_threads",
+                     "pool_cpus_per_actor"):  # fmt: skip
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
         for name in ("model", "host"):
@@ -150,6 +160,11 @@ class Settings:
             if not in_range(name, value):
                 lo, hi = RANGES[name]
                 raise SettingsError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+        for name in ("pool", "pool_model", "pool_text_encoder"):
+            if not isinstance(getattr(self, name), str):
+                raise SettingsError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.pool and not (self.pool == "ray" or _RAY_CLIENT.fullmatch(self.pool)):
+            raise SettingsError(f"pool must be ray or ray://HOST:PORT (e.g. ray://10.0.0.5:10001), got {self.pool!r}")
         if self.numerics not in ("fast", "reference"):
             raise SettingsError(f"numerics must be 'fast' or 'reference', got {self.numerics!r}")
 
@@ -202,6 +217,10 @@ class Settings:
                 return f"loopback, {', '.join(value)}"
             local = self.host in ("localhost",) or self.host.startswith("127.") or self.host == "::1"
             return "loopback only" if local else "loopback and the subnet(s) of the address listened on"
+        if name == "pool" and not value:
+            return "off (the local worker makes every clip)"
+        if name in ("pool_model", "pool_text_encoder") and not value:
+            return "as " + name.removeprefix("pool_")
         if value is not None:
             return str(value)
         return {

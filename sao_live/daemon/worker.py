@@ -125,9 +125,16 @@ class _AudioSender:
 
 
 def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> None:
-    from ..audio import write_audio
+    audio, sample_rate, seed, timings = render(pipe, job_id, params, cancelled, send)
+    send(("done", job_id, dict(write_clip(path, audio, sample_rate, seed), timing=timings)))
+
+
+def render(pipe, job_id, params: dict, cancelled: set, send):
+    """Makes a job's audio: (audio (channels, samples), sample rate, seed, stage timings). Sends `progress`
+    per step and raises Cancelled at the next step once `job_id` is in `cancelled`; with `stream` in
+    `params`, also sends the audio as it decodes (`audio` messages). The worker and the pool's actors
+    (pool_actor.py) both make clips with it."""
     from ..errors import Cancelled
-    from .store import CLIP_MODE, file_sha256
 
     def progress(done: int, total: int) -> None:
         if job_id in cancelled:
@@ -142,9 +149,8 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
     if loop_seconds:  # a little past the loop's end, for the seam's crossfade (live/loops.py)
         params["seconds"] = min(pipe.cfg.window_seconds, loop_seconds + XFADE_SECONDS)
     if stream:  # the audio as it decodes, for a player that starts before the clip is finished
-        sender = _AudioSender(
-            job_id, round(params["seconds"] * pipe.cfg.sample_rate), pipe.cfg.sample_rate, send, cancelled
-        )
+        total, rate = round(params["seconds"] * pipe.cfg.sample_rate), pipe.cfg.sample_rate
+        sender = _AudioSender(job_id, total, rate, send, cancelled)
         result = pipe.generate(progress=sender.after(progress), on_audio=sender, **params)
     else:
         result = pipe.generate(progress=progress, **params)
@@ -152,21 +158,28 @@ def _generate(pipe, job_id, params: dict, path: str, cancelled: set, send) -> No
     if loop_seconds:
         sr = result.sample_rate
         audio = cut_loop(audio, round(loop_seconds * sr), round(XFADE_SECONDS * sr))
+    return audio, result.sample_rate, result.seed, result.timings
+
+
+def write_clip(path: str, audio, sample_rate: int, seed: int) -> dict:
+    """Writes a clip atomically to its cache path; the `done` message's info (bytes, sha256, seed, seconds,
+    sample_rate). CacheWriteError when the disk refuses it."""
+    from ..audio import write_audio
+    from .store import CLIP_MODE, file_sha256
+
     out = Path(path)  # <cache folder>/clips/<key[:2]>/<key>.wav
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_audio(out, audio, result.sample_rate, "wav", "32f", mode=CLIP_MODE)
+        write_audio(out, audio, sample_rate, "wav", "32f", mode=CLIP_MODE)
     except OSError as err:  # a full disk: the daemon reports it and keeps serving what is cached
         raise cache_write_error(err, out.parents[2]) from None
-    info = dict(
+    return dict(
         bytes=out.stat().st_size,
         sha256=file_sha256(out),
-        seed=result.seed,
-        seconds=audio.shape[1] / result.sample_rate,
-        sample_rate=result.sample_rate,
-        timing=result.timings,
+        seed=seed,
+        seconds=audio.shape[1] / sample_rate,
+        sample_rate=sample_rate,
     )
-    send(("done", job_id, info))
 
 
 def _worker_main(conn, spec: dict) -> None:
@@ -241,10 +254,15 @@ def _worker_main(conn, spec: dict) -> None:
 
 
 class Worker:
-    """One worker process; `on_event(worker, msg)` runs on the event loop for every message."""
+    """One worker process; `on_event(worker, msg)` runs on the event loop for every message.
 
-    def __init__(self, spec: dict, on_event: Callable, loop):
+    `target(conn, spec)` is the process's main: the model worker's by default, the pool's (pool_driver.py)
+    for a model pool, which speaks the same messages."""
+
+    def __init__(self, spec: dict, on_event: Callable, loop, target: Callable | None = None, name: str = "worker"):
         self.spec = spec
+        self.target = target or _worker_main
+        self.name = name
         self._on_event = on_event
         self._loop = loop
         self.process = None
@@ -258,10 +276,11 @@ class Worker:
     def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, self.spec), name="sao-live-worker", daemon=True)
+        name = f"sao-live-{self.name}"
+        self.process = ctx.Process(target=self.target, args=(child, self.spec), name=name, daemon=True)
         self.process.start()
         child.close()
-        log.info("worker started (pid %d), loading %s", self.process.pid, self.spec["model"])
+        log.info("%s started (pid %d), loading %s", self.name, self.process.pid, self.spec["model"])
         threading.Thread(target=self._read, name="worker-events", daemon=True).start()
 
     def _read(self) -> None:
@@ -295,7 +314,7 @@ class Worker:
         while self.process.is_alive() and time.monotonic() < deadline:
             self.process.join(0.1)  # join() may return while the process is still being reaped
         if self.process.is_alive():
-            log.warning("worker %d did not stop within %.0f s: killed", self.process.pid, timeout)
+            log.warning("%s %d did not stop within %.0f s: killed", self.name, self.process.pid, timeout)
             self.process.kill()
             self.process.join(5)
         self._conn.close()

@@ -53,6 +53,7 @@ class WorkerSupervisor:
         self.on_died: Callable[[], None] = _ignore
         self.on_down: Callable[[], None] = _ignore
         self.on_back: Callable[[], None] = _ignore
+        self.on_ready: Callable[[int], None] = self.announce_ready  # a model pool says it its own way
 
     @property
     def ready(self) -> bool:
@@ -66,6 +67,9 @@ class WorkerSupervisor:
     @property
     def pid(self) -> int:
         return (self.worker.pid if self.worker else None) or 0
+
+    def announce_ready(self, ready: int) -> None:
+        self.replies.announce("/sao/ready", ready, self.settings.model)
 
     def send(self, msg: tuple) -> None:
         if self.worker is not None:
@@ -133,7 +137,7 @@ class WorkerSupervisor:
         if not was_ready:
             return  # it was loading: whoever waits for it (start-up, or the restart loop) hears it
         log.warning("worker %s exited with code %s; restarting it", worker.pid, code)
-        self.replies.announce("/sao/ready", 0, self.settings.model)
+        self.on_ready(0)
         self.on_died()
         self.loops.append(self.runtime.spawn(self._restart()))
 
@@ -161,7 +165,7 @@ class WorkerSupervisor:
                     self.on_down()
         log.info("worker %d ready again", self.worker.pid)
         self.failed_restarts = 0
-        self.replies.announce("/sao/ready", 1, self.settings.model)
+        self.on_ready(1)
         self.on_back()
 
     async def heartbeat(self) -> None:

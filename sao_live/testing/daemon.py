@@ -177,8 +177,10 @@ class DaemonProcess:
         args: tuple[str, ...] = (),
         model: str = "tiny-random",
         prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ):
         self.model = model
+        self.env = dict(env or {})  # more environment variables (e.g. RAY_ADDRESS for a model pool)
         self.args = tuple(args)  # more `serve` flags
         self.prefix = tuple(prefix)  # a command that execs the daemon (e.g. in a namespace of its own)
         self.root = Path(root)
@@ -212,6 +214,7 @@ class DaemonProcess:
             XDG_CONFIG_HOME=str(self.root / "xdg-config"),
             XDG_CACHE_HOME=str(self.root / "xdg-cache"),
             PYTHONUNBUFFERED="1",
+            **self.env,
         )
         listener = Collector(self.reply_port)
         try:

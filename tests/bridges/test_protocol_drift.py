@@ -80,7 +80,7 @@ def test_readme_keeps_the_two_fresh_machine_commands():
              "&& sao-live serve")  # fmt: skip
     test = ("S=$(command -v sudo); $S apt-get update && $S apt-get install -y --no-install-recommends jackd2 "
             "libportaudio2 liblo-tools puredata-core sox iproute2 chromium && python3 -m venv .venv && "
-            '. .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test,link]" && '
+            '. .venv/bin/activate && pip install torch==2.13.0 && pip install -e ".[test,link,cluster]" && '
             "HF_HUB_OFFLINE=1 python -m pytest")  # fmt: skip
     assert f"    {serve}\n" in text and f"    {test}\n" in text
     assert [line for line in text.splitlines() if line.startswith("    ") and line.endswith("python -m pytest")] == [

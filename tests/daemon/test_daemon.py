@@ -169,7 +169,9 @@ def test_cancel_running_and_queued(client):
 def test_status_and_info(shared_daemon, client):
     assert client.request("/sao/gen", "s", unique("status"), 0.25, "steps", 2, "export", 0)[0] == "/sao/done"
     client.send("/sao/status")
-    ready, queued, running, clips, cache_mb, pid, audio, *_ = client.wait_for("/sao/status")
+    status = client.wait_for("/sao/status")
+    assert len(status) == 14  # the pool's atoms come only with --pool
+    ready, queued, running, clips, cache_mb, pid, audio, *_ = status
     assert audio == 0  # audio_device = "none": the daemon runs export-only and says so
     assert ready == 1 and queued == 0 and running in (0, 1)  # the test before cancelled everything
     assert pid in shared_daemon.children() and pid != shared_daemon.proc.pid  # the worker's
@@ -191,6 +193,8 @@ def test_status_and_info(shared_daemon, client):
     assert rows == [(r.address, r.arguments, r.replies, r.errors) for r in protocol.PROTOCOL]
     client.send("/sao/info", pages)
     assert client.wait_reply("")[1][1] == "bad_args"
+    client.send("/sao/pool")  # without --pool: no actor, the local worker serves
+    assert client.wait_for("/sao/pool") == ("local", 0, 0) and not client.of("/sao/pool/actor")
 
 
 def test_set_and_get(client):

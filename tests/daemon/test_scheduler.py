@@ -92,7 +92,7 @@ def test_cancel_running_marks_it_for_the_worker():
     s.submit("a", REQ, who(1))
     job = s.next()
     s.cancel(HERE, 1)
-    assert job.cancelled and s.running is job  # the worker stops it; finish() then clears it
+    assert job.cancelled and s.running == [job]  # the worker stops it; finish() then clears it
 
 
 def test_cancel_all_takes_only_the_senders_own_requests():
@@ -111,7 +111,7 @@ def test_requeue_puts_the_job_first_in_its_priority():
     s.submit("b", REQ, who(2))
     job = s.next()
     s.requeue(job)
-    assert s.running is None and s.next() is job and job.attempts == 2
+    assert s.running == [] and s.next() is job and job.attempts == 2
 
 
 def test_each_attempt_reports_progress_from_zero():
@@ -124,13 +124,18 @@ def test_each_attempt_reports_progress_from_zero():
     assert s.next() is job and job.progress == 0.0
 
 
-def test_next_while_running_is_a_bug():
+def test_jobs_run_side_by_side_on_free_slots_most_urgent_first():
     s = Scheduler()
-    s.submit("a", REQ, who(1))
-    s.submit("b", REQ, who(2))
-    s.next()
-    with pytest.raises(RuntimeError, match="still running"):
-        s.next()
+    s.submit("refill", REQ, who(1, priority=2))
+    s.submit("render", REQ, who(2, priority=1))
+    s.submit("now", REQ, who(3, priority=0))
+    first, second = s.next(), s.next()
+    assert [first.key, second.key] == ["now", "render"] and s.running == [first, second]
+    refill = s.find("refill")
+    assert s.position(refill) == 2 and s.position(first) == 0
+    s.finish(first)
+    assert s.running == [second] and s.next() is refill and s.next() is None
+    assert [j.key for j in s.jobs()] == ["render", "refill"]
 
 
 def test_a_seedless_trigger_finds_a_job_of_its_family():
@@ -192,10 +197,10 @@ def test_drain_returns_the_queue_in_order_and_keeps_the_running_job():
 def test_finish_only_the_running_job():
     s = Scheduler()
     queued, _ = s.submit("a", REQ, who(1))
-    with pytest.raises(RuntimeError, match="not the running job"):
+    with pytest.raises(RuntimeError, match="not a running job"):
         s.finish(queued)
     s.finish(s.next())
-    assert s.running is None and s.next() is None
+    assert s.running == [] and s.next() is None
 
 
 def test_the_queue_holds_at_least_one_job():
@@ -228,7 +233,7 @@ def test_a_made_job_is_joined_until_it_is_delivered():
     s.submit("a", REQ, who(1), family="kick")
     job = s.next()
     s.deliver(job)
-    assert s.running is None and s.next() is None and len(s) == 0  # the worker is free, nothing to make
+    assert s.running == [] and s.next() is None and len(s) == 0  # the worker is free, nothing to make
     same, merged = s.submit("a", REQ, who(2))
     assert merged and same is job and s.position(job) == 0 and [r.id for r in job.requesters] == [1, 2]
     assert s.find_family("kick") is job

@@ -37,6 +37,9 @@ def test_user_config_file_is_read_when_present(tmp_path, monkeypatch):
         ('export_format = "mp3"\n', "export_format must be one of wav, wav16, wav32f, flac, got 'mp3'"),
         ("shutdown_timeout = -1\n", "shutdown_timeout must be a positive number"),
         ("osc_port = \n", "cannot read config file"),
+        ('pool = "spark://head:7077"\n', "pool must be ray or ray://HOST:PORT (e.g. ray://10.0.0.5:10001), got 'spark"),
+        ('pool = "ray://head"\n', "pool must be ray or ray://HOST:PORT"),
+        ("pool_cpus_per_actor = -1\n", "pool_cpus_per_actor must be a whole number >= 0, got -1"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, text, phrase):
@@ -45,6 +48,12 @@ def test_bad_settings_are_named(tmp_path, text, phrase):
     with pytest.raises(SettingsError) as err:
         Settings.load(config)
     assert phrase in str(err.value)
+
+
+def test_a_pool_is_off_ray_or_a_ray_client_address():
+    assert Settings().pool == "" and Settings(pool="ray").pool == "ray"
+    assert Settings(pool="ray://10.0.0.5:10001").pool == "ray://10.0.0.5:10001"
+    assert "pool = off" in Settings().describe() and "pool_model = as model" in Settings().describe()
 
 
 def test_missing_config_file_given_on_the_command_line(tmp_path):

@@ -11,6 +11,11 @@ to float rounding (~1e-6 relative) and it runs ~3x faster on a CPU.
 
 Layout: activations are (T, C) per batch item; T time (samples at that layer's rate),
 C channels. Weights are pre-arranged once, at construction, as (K*C_in, C_out).
+
+`dtype=torch.bfloat16` runs the products in bf16 (inputs and outputs rounded to bf16, sums in
+fp32) while SnakeBeta, the residual stream and the output stay fp32; `snake_dtype` also moves
+SnakeBeta to bf16. Both are for CPUs with native bf16; docs/engine.md gives what they cost
+in accuracy.
 """
 
 from __future__ import annotations
@@ -24,12 +29,17 @@ TILE_ELEMENTS = 1 << 19  # rows x channels per tile: 2 MB of fp32, cache-sized
 
 
 class _Snake:
-    def __init__(self, m: SnakeBeta):
-        self.alpha = m.alpha.detach().exp()  # (C,)
-        self.inv_beta = 1.0 / (m.beta.detach().exp() + 1e-9)
+    def __init__(self, m: SnakeBeta, dtype: torch.dtype = torch.float32):
+        self.alpha = m.alpha.detach().exp().to(dtype)  # (C,)
+        self.inv_beta = (1.0 / (m.beta.detach().exp() + 1e-9)).to(dtype)
+        self.dtype = dtype
 
     def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = x + inv_beta * sin(alpha * x)^2, without temporaries."""
+        """out = x + inv_beta * sin(alpha * x)^2 in self.dtype; without temporaries when all
+        dtypes agree (the fp32 decoder)."""
+        if out.dtype != self.dtype:  # e.g. an fp32 SnakeBeta feeding a bf16 product: round once
+            return out.copy_(self.into(x, torch.empty(x.shape, dtype=self.dtype, device=x.device)))
+        x = x.to(self.dtype)
         torch.mul(x, self.alpha, out=out)
         out.sin_()
         out.mul_(out)
@@ -40,13 +50,13 @@ class _Snake:
 class _Conv:
     """A (weight-norm folded) Conv1d as one GEMM over K shifted copies of the input rows."""
 
-    def __init__(self, m: WNConv1d):
-        w = m.weight.detach()  # (C_out, C_in, K)
+    def __init__(self, m: WNConv1d, dtype: torch.dtype = torch.float32):
+        w = m.weight.detach().to(dtype)  # (C_out, C_in, K)
         self.c_out, self.c_in, self.kernel = w.shape
         self.dilation = m.dilation
         self.halo = (self.kernel - 1) // 2 * self.dilation
         self.weight = w.permute(2, 1, 0).reshape(self.kernel * self.c_in, self.c_out).contiguous()
-        self.bias = None if m.bias is None else m.bias.detach()
+        self.bias = None if m.bias is None else m.bias.detach().to(dtype)
         # Few outputs (the final 128 -> 2 conv): a GEMM per tap over the rows, then shifted sums,
         # beats copying K shifted inputs for a GEMM with 2 output columns.
         self.taps = None
@@ -55,6 +65,8 @@ class _Conv:
 
     def tile(self, rows: torch.Tensor, n: int, cols: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Output rows (n, C_out) from n + 2*halo zero-padded input rows."""
+        if out.dtype != self.weight.dtype and self.taps is None:  # bf16 products into an fp32 stream
+            return out.copy_(self.tile(rows, n, cols, out.new_empty(out.shape, dtype=self.weight.dtype)))
         if self.taps is not None:
             per_tap = (rows @ self.taps).view(-1, self.kernel, self.c_out)  # (rows, K, C_out)
             out.copy_(per_tap[:n, 0]) if self.bias is None else torch.add(per_tap[:n, 0], self.bias, out=out)
@@ -75,8 +87,8 @@ class _Conv:
 class _ConvTranspose:
     """ConvTranspose1d(kernel 2s, stride s, padding p) by its s output phases."""
 
-    def __init__(self, m: WNConvTranspose1d):
-        w = m.weight.detach()  # (C_in, C_out, 2s)
+    def __init__(self, m: WNConvTranspose1d, dtype: torch.dtype = torch.float32):
+        w = m.weight.detach().to(dtype)  # (C_in, C_out, 2s)
         self.c_in, self.c_out, k = w.shape
         self.stride, self.padding = m.stride, m.padding
         assert k == 2 * self.stride and self.padding <= self.stride, "Oobleck upsampling layout"
@@ -93,10 +105,11 @@ class _Buffers:
     def __init__(self):
         self._store: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+    def get(self, name: str, rows: int, cols: int, like: torch.Tensor, dtype: torch.dtype | None = None):
+        dtype = dtype or like.dtype
         buf = self._store.get(name)
-        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
-            buf = torch.empty(rows * cols, dtype=like.dtype, device=like.device)
+        if buf is None or buf.numel() < rows * cols or buf.dtype != dtype or buf.device != like.device:
+            buf = torch.empty(rows * cols, dtype=dtype, device=like.device)
             self._store[name] = buf
         return buf[: rows * cols].view(rows, cols)
 
@@ -122,21 +135,25 @@ def _window(x: torch.Tensor, start: int, stop: int, snake: _Snake | None, out: t
 class TiledDecoder:
     """Callable latents (B, C, T) -> audio (B, channels, T * ratio), from a loaded decoder."""
 
-    def __init__(self, decoder: OobleckDecoder):
+    def __init__(
+        self, decoder: OobleckDecoder, dtype: torch.dtype = torch.float32, snake_dtype: torch.dtype = torch.float32
+    ):
+        self.dtype = dtype  # of the products (module docstring)
         layers = list(decoder.layers)
-        self.first = _Conv(layers[0])
+        self.first = _Conv(layers[0], dtype)
         self.blocks = []
         for block in layers[1:-3]:
             snake, up, *units = block.layers
-            self.blocks.append((_Snake(snake), _ConvTranspose(up), [self._unit(u) for u in units]))
-        self.final_snake, self.final_conv = _Snake(layers[-3]), _Conv(layers[-2])
+            up = _ConvTranspose(up, dtype)
+            self.blocks.append((_Snake(snake, snake_dtype), up, [self._unit(u, dtype, snake_dtype) for u in units]))
+        self.final_snake, self.final_conv = _Snake(layers[-3], snake_dtype), _Conv(layers[-2], dtype)
         self.tanh = isinstance(layers[-1], nn.Tanh)
         self.buffers = _Buffers()
 
     @staticmethod
-    def _unit(u: ResidualUnit):
+    def _unit(u: ResidualUnit, dtype: torch.dtype, snake_dtype: torch.dtype):
         snake1, conv7, snake2, conv1 = u.layers
-        return _Snake(snake1), _Conv(conv7), _Snake(snake2), _Conv(conv1)
+        return _Snake(snake1, snake_dtype), _Conv(conv7, dtype), _Snake(snake2, snake_dtype), _Conv(conv1, dtype)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -156,8 +173,8 @@ class TiledDecoder:
         length, h = x.shape[0], conv.halo
         out = x.new_empty(length, conv.c_out)
         step = _rows(max(conv.c_in, conv.c_out))
-        window = self.buffers.get("window", step + 2 * h, conv.c_in, x)
-        cols = self.buffers.get("cols", step, conv.kernel * conv.c_in, x)
+        window = self.buffers.get("window", step + 2 * h, conv.c_in, x, self.dtype)
+        cols = self.buffers.get("cols", step, conv.kernel * conv.c_in, x, self.dtype)
         for s in range(0, length, step):
             n = min(step, length - s)
             rows = _window(x, s - h, s + n + h, snake, window[: n + 2 * h])
@@ -168,10 +185,10 @@ class TiledDecoder:
         length, channels, h = x.shape[0], x.shape[1], conv7.halo
         out = torch.empty_like(x)
         step = _rows(channels)
-        window = self.buffers.get("window", step + 2 * h, channels, x)
-        cols = self.buffers.get("cols", step, conv7.kernel * channels, x)
-        mid = self.buffers.get("mid", step, channels, x)
-        snaked = self.buffers.get("snaked", step, channels, x)
+        window = self.buffers.get("window", step + 2 * h, channels, x, self.dtype)
+        cols = self.buffers.get("cols", step, conv7.kernel * channels, x, self.dtype)
+        mid = self.buffers.get("mid", step, channels, x, self.dtype)
+        snaked = self.buffers.get("snaked", step, channels, x, self.dtype)
         for s in range(0, length, step):
             n = min(step, length - s)
             rows = _window(x, s - h, s + n + h, snake1, window[: n + 2 * h])
@@ -186,8 +203,8 @@ class TiledDecoder:
         length, s_, p = x.shape[0], up.stride, up.padding
         out = x.new_empty(length * s_, up.c_out)
         step = _rows(max(up.c_in, s_ * up.c_out))
-        window = self.buffers.get("window", step + 1, up.c_in, x)
-        phases = self.buffers.get("phases", step, s_ * up.c_out, x)
+        window = self.buffers.get("window", step + 1, up.c_in, x, self.dtype)
+        phases = self.buffers.get("phases", step, s_ * up.c_out, x, self.dtype)
         # Input rows j = 0..length (x[length] reads as zero) cover every output o = j*s + r - p.
         for j0 in range(0, length + 1, step):
             n = min(step, length + 1 - j0)

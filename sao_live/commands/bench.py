@@ -59,6 +59,7 @@ def _timed(name: str, fn, repeat: int, warmup: bool = True) -> dict:
 def run(args) -> int:
     import torch
 
+    from ..engine.arithmetic import cpu_features
     from ..engine.pipeline import RANDOM_MODELS, load_pipeline
 
     if args.threads:
@@ -66,12 +67,14 @@ def run(args) -> int:
     start = time.perf_counter()
     made = " (random weights, made now: at a published size this takes a while)" if args.model in RANDOM_MODELS else ""
     _say(f"loading {args.model}{made}")
-    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8)
-    _say(f"loaded in {time.perf_counter() - start:.1f} s")
+    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8, args.arithmetic)
+    _say(f"loaded in {time.perf_counter() - start:.1f} s; arithmetic: {pipe.arithmetic.describe()}")
     report = {
         "model": str(args.model),
         "numerics": args.numerics,
         "int8": pipe.int8,
+        "arithmetic": pipe.arithmetic.as_dict(),
+        "cpu": cpu_features().describe(),
         "device": str(pipe.device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -30,6 +30,12 @@ def add_model_arguments(p: argparse.ArgumentParser, model: str | None = "model",
         default=None,
         help="int8 DiT linears (fast mode on CPU; on by default there, see docs/engine.md)",
     )
+    p.add_argument(
+        "--arithmetic",
+        default=None,
+        help="force fast mode's arithmetic on a CPU, e.g. dit=fp32 or dit=bf16,decoder=bf16 "
+        "(dit: int8, bf16, fp32; decoder: fp32, bf16; default auto: chosen for the CPU, see docs/engine.md)",
+    )
 
 
 def seed_argument(text: str) -> int | None:
@@ -111,7 +117,7 @@ def run(args) -> int:
         init = (data.T, rate)
 
     started = time.perf_counter()
-    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8)
+    pipe = load_pipeline(args.model, args.text_encoder, args.device, args.numerics, args.int8, args.arithmetic)
     loaded = time.perf_counter()
     bars = []
 

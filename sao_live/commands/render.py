@@ -45,6 +45,7 @@ def run(args) -> int:
         device=args.device,
         numerics=args.numerics,
         int8=args.int8,
+        arithmetic=args.arithmetic,
         cache_dir=args.cache_dir,
         host="127.0.0.1",
         osc_port=free_port(),

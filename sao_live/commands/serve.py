@@ -94,6 +94,7 @@ def run(args) -> int:
         device=args.device,
         numerics=args.numerics,
         int8=args.int8,
+        arithmetic=args.arithmetic,
         host=args.host,
         allow=tuple(a for flag in args.allow for a in flag.split(",") if a.strip()) if args.allow else None,
         osc_port=args.osc_port,

@@ -61,6 +61,7 @@ class Settings:
     device: str | None = None
     numerics: str = "fast"
     int8: bool | None = None  # int8 DiT linears (fast mode, CPU); None: on there (docs/engine.md)
+    arithmetic: str = "auto"  # fast mode's arithmetic on a CPU, e.g. "dit=fp32,decoder=fp32"; auto: per CPU
     host: str = "127.0.0.1"  # OSC listen address; 0.0.0.0 to accept other machines
     osc_port: int = 9321
     reply_port: int = 9322  # replies go to the sender's IP on this port unless /sao/hello says otherwise
@@ -130,6 +131,7 @@ class Settings:
                 raise SettingsError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.int8 is not None and not isinstance(self.int8, bool):
             raise SettingsError(f"int8 must be true or false, got {self.int8!r}")
+        self._check_arithmetic()
         for name in ("web", "stream"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingsError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -195,6 +197,18 @@ class Settings:
         if unknown:
             raise SettingsError(f"{path}: unknown settings {unknown}; known: {', '.join(sorted(known))}")
         return data
+
+    def _check_arithmetic(self) -> None:
+        from ..engine.arithmetic import parse_override  # no torch: the control process stays light
+
+        if not isinstance(self.arithmetic, str):
+            raise SettingsError(f'arithmetic must be a string such as "dit=fp32", got {self.arithmetic!r}')
+        try:
+            dit = parse_override(self.arithmetic).get("dit")
+        except ValueError as err:
+            raise SettingsError(str(err)) from None
+        if self.int8 is not None and dit is not None and dit != ("int8" if self.int8 else "fp32"):
+            raise SettingsError(f"int8 = {self.int8} and arithmetic dit={dit} contradict each other")
 
     def describe(self) -> str:
         """One `name = value` line per setting, for the log at start: the value in effect, not None."""

@@ -82,7 +82,8 @@ def _model_info(spec: dict, pipe) -> dict:
     cfg = pipe.cfg
     d = DEFAULTS[cfg.objective]
     samplers = sampling.RF_SAMPLERS if cfg.objective == "rf" else sampling.V_SAMPLERS
-    numerics = spec["numerics"] + ("+int8" if pipe.int8 else "")  # int8 changes the audio
+    key = pipe.arithmetic.key  # int8 or bf16 arithmetic changes the audio
+    numerics = spec["numerics"] + (f"+{key}" if key else "")
     fp = fingerprint(spec["model"], spec["text_encoder"], numerics, pipe.device.type, cfg.raw)
     return dict(
         name=str(spec["model"]),
@@ -222,7 +223,14 @@ def _worker_main(conn, spec: dict) -> None:
     from ..errors import Cancelled, SaoLiveError
 
     try:
-        pipe = load_pipeline(spec["model"], spec["text_encoder"], spec["device"], spec["numerics"], spec.get("int8"))
+        pipe = load_pipeline(
+            spec["model"],
+            spec["text_encoder"],
+            spec["device"],
+            spec["numerics"],
+            spec.get("int8"),
+            spec.get("arithmetic"),
+        )
         send(("ready", _model_info(spec, pipe)))
     except SaoLiveError as err:
         send(("fatal", err.code, str(err)))

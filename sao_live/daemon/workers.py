@@ -83,6 +83,7 @@ class WorkerSupervisor:
             device=s.device,
             numerics=s.numerics,
             int8=s.int8,
+            arithmetic=s.arithmetic,
             nice=s.worker_nice,
             threads=s.worker_threads,
             log_level=logging.getLogger().level,

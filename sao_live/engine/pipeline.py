@@ -5,7 +5,9 @@ Two numeric modes:
   order, the full window decoded (the VAE in fp32 on CPU, where fp16 convolutions crawl);
 - "fast" may move numbers by an inaudible amount: T5 in fp32 on CPU with a prompt cache,
   the CFG null branch skips cross-attention, only the frames a clip needs are decoded,
-  the decoder runs in tiles (`tiled.py`) and the DiT's linears in int8 (`quantize.py`).
+  the decoder runs in tiles (`tiled.py`), and on a CPU the DiT's linears and the decoder's
+  products use the arithmetic `arithmetic.py` picks for it (int8 DiT linears, `quantize.py`,
+  on CPUs without native bf16).
 Per-stage entry points (`conditioning`, `dit`, `decode`, `encode_audio`) are public so
 tests can compare them with golden tensors and the benchmark can time them.
 """
@@ -13,6 +15,7 @@ tests can compare them with golden tensors and the benchmark can time them.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -25,11 +28,14 @@ import torch
 from ..errors import InvalidRequestError, ModelAccessError
 from ..ranges import check_seconds, check_seed, pick_seed
 from . import quantize, sampling
+from .arithmetic import Arithmetic, cpu_features, for_this_cpu, parse_override
 from .conditioners import TextEncoder, assemble
 from .config import ModelConfig
 from .loading import RANDOM_MODELS, read_state_dict, resolve_model_files, text_encoder_source
 from .model import StableAudioModel
 from .tiled import TiledDecoder
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_ENCODER = "google-t5/t5-base"
 DECODE_MARGIN_FRAMES = 16  # wider than the decoder's receptive field (~10 frames, docs/engine.md)
@@ -91,11 +97,14 @@ class StableAudioPipeline:
         device,
         numerics: str = "fast",
         int8: bool | None = None,
+        arithmetic: str | None = None,
     ):
         if numerics not in ("fast", "reference"):
             raise ValueError(f"numerics must be 'fast' or 'reference', got {numerics!r}")
         if int8 and numerics == "reference":
             raise ValueError("int8 is a fast-mode option; reference numerics run the DiT in fp32")
+        if parse_override(arithmetic) and numerics == "reference":
+            raise ValueError("arithmetic is a fast-mode option; reference numerics run in fp32")
         if text_encoder.dim != model.cfg.conditioning.cond_dim:
             raise InvalidRequestError(
                 f"the text encoder's width {text_encoder.dim} does not match the model's cond_dim "
@@ -109,22 +118,32 @@ class StableAudioPipeline:
         self.model = model.to(self.device)
         self.model.fold_weight_norm()
         self.model.model.skip_null_cross = numerics == "fast"
+        # What each part computes in (arithmetic.py); all fp32 unless fast mode on a CPU says otherwise.
+        self.arithmetic = Arithmetic()
         if self.device.type == "cpu":
-            # Same arithmetic as the plain decoder, in cache-sized tiles: ~3x faster on a CPU.
-            # The VAE stays fp32 here even where the config says model_half: fp16 convolutions
-            # on a CPU are ~100x slower.
-            self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder)
-        elif self.device.type == "cuda" and (numerics == "fast" or self.cfg.autoencoder.model_half):
-            self.model.pretransform.half()  # as the reference runs Small's VAE (model_half)
-        if int8 is None:  # default: on in fast mode where int8 kernels exist (x86/Arm CPUs)
-            int8 = numerics == "fast" and self.device.type == "cpu" and quantize.available()
-        self.int8 = bool(int8)
-        if self.int8:
-            if self.device.type != "cpu":
+            if numerics == "fast":
+                self.arithmetic = for_this_cpu(int8, arithmetic)
+                log.info("arithmetic on this CPU (%s): %s", cpu_features().describe(), self.arithmetic.describe())
+            # The plain decoder's arithmetic in cache-sized tiles: ~3x faster on a CPU. The VAE
+            # stays fp32 here even where the config says model_half: fp16 convolutions on a CPU
+            # are ~100x slower; bf16 products only where the arithmetic says so.
+            dtype = torch.bfloat16 if self.arithmetic.decoder == "bf16" else torch.float32
+            self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder, dtype)
+            if self.arithmetic.dit == "int8":
+                quantize.quantize_dit_(self.model.model.model, self.arithmetic.int8_weight_bits)
+            elif self.arithmetic.dit == "bf16":
+                quantize.bf16_dit_(self.model.model.model)
+        else:
+            if int8:
                 raise ValueError("int8 runs on the CPU only; on a GPU fast mode uses half precision")
-            quantize.quantize_dit_(self.model.model.model)
-        elif numerics == "fast" and self.device.type == "cuda":
-            self.model.model.half_precision_(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+            if parse_override(arithmetic):
+                raise ValueError("arithmetic is chosen on CPUs only; on a GPU fast mode uses half precision")
+            if self.device.type == "cuda" and (numerics == "fast" or self.cfg.autoencoder.model_half):
+                self.model.pretransform.half()  # as the reference runs Small's VAE (model_half)
+            if numerics == "fast" and self.device.type == "cuda":
+                half = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+                self.model.model.half_precision_(half)
+        self.int8 = self.arithmetic.dit == "int8"
 
     # ------------------------------------------------------------ construction
 
@@ -136,12 +155,13 @@ class StableAudioPipeline:
         device: str | torch.device | None = None,
         numerics: str = "fast",
         int8: bool | None = None,
+        arithmetic: str | None = None,
     ) -> StableAudioPipeline:
         """Loads a local folder or hub repo (`model_config.json` + weights) and its T5 encoder."""
         config_path, weights_path = resolve_model_files(source)
         cfg = ModelConfig.from_file(config_path)
         model = StableAudioModel.from_state_dict(cfg, read_state_dict(weights_path), str(weights_path))
-        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8, arithmetic)
 
     @classmethod
     def from_config(
@@ -152,6 +172,7 @@ class StableAudioPipeline:
         numerics: str = "fast",
         seed: int = 0,
         int8: bool | None = None,
+        arithmetic: str | None = None,
     ) -> StableAudioPipeline:
         """A model with random weights (tests, smoke runs, benchmarks at published sizes)."""
         from .tiny import quiet_decoder_, randomize_
@@ -159,15 +180,15 @@ class StableAudioPipeline:
         model = StableAudioModel(cfg).eval().requires_grad_(False)
         randomize_(model, seed)
         quiet_decoder_(model)  # random weights alone make full-scale noise
-        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8)
+        return cls._assemble(cfg, model, str(text_encoder), device, numerics, int8, arithmetic)
 
     @classmethod
-    def _assemble(cls, cfg, model, text_encoder, device, numerics, int8):
+    def _assemble(cls, cfg, model, text_encoder, device, numerics, int8, arithmetic=None):
         device = torch.device(device) if device is not None else best_device()
         # The reference runs T5 in fp16; on CPU fp32 is 4x faster, so fast mode uses it there.
         fp16 = numerics == "reference" or device.type != "cpu"
         encoder = _load_text_encoder(text_encoder, cfg, device, fp16, cache=64 if numerics == "fast" else 0)
-        return cls(model, encoder, device, numerics, int8)
+        return cls(model, encoder, device, numerics, int8, arithmetic)
 
     # ------------------------------------------------------------ stages
 
@@ -372,6 +393,7 @@ def load_pipeline(
     device: str | torch.device | None = None,
     numerics: str = "fast",
     int8: bool | None = None,
+    arithmetic: str | None = None,
 ) -> StableAudioPipeline:
     """A pipeline from a folder, a hub repo id, or one of RANDOM_MODELS (no download).
 
@@ -386,8 +408,9 @@ def load_pipeline(
         cfg = ModelConfig.from_dict({**raw, **replaced})
         if text_encoder is None:
             text_encoder = tiny_text_encoder_folder() if encoder_kind == "tiny" else random_t5_base_folder()
-        pipe = StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8)
+        pipe = StableAudioPipeline.from_config(cfg, text_encoder, device, numerics, int8=int8, arithmetic=arithmetic)
     else:
-        pipe = StableAudioPipeline.from_pretrained(model, text_encoder or DEFAULT_TEXT_ENCODER, device, numerics, int8)
+        encoder = text_encoder or DEFAULT_TEXT_ENCODER
+        pipe = StableAudioPipeline.from_pretrained(model, encoder, device, numerics, int8, arithmetic)
     pipe.name = str(model)
     return pipe

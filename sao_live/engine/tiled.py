@@ -9,11 +9,27 @@ A transposed convolution with stride s is computed by its s phases at once:
 y[j*s + r - p] = x[j] W[:, :, r] + x[j-1] W[:, :, r+s]. Results match the plain decoder
 to float rounding (~1e-6 relative) and it runs ~3x faster on a CPU.
 
+`stream` decodes in time order: fed a few latent frames at a time, it hands out the audio those
+frames make final; each layer keeps only the input rows its next outputs still read (a
+convolution's halo, the upsampler's previous row), so nothing is computed twice.
+
+With several torch threads, each thread decodes its own contiguous run of tiles with
+single-threaded ops (torch's thread count is set to 1 for the call and restored after): a
+decode is thousands of small ops, and a barrier after each costs time on a quiet machine and a
+lot on a busy one, where a core another process holds would stall every op.
+
 Layout: activations are (T, C) per batch item; T time (samples at that layer's rate),
 C channels. Weights are pre-arranged once, at construction, as (K*C_in, C_out).
+
+`dtype=torch.bfloat16` runs the products in bf16 (inputs and outputs rounded to bf16, sums in
+fp32) while SnakeBeta, the residual stream and the output stay fp32; `snake_dtype` also moves
+SnakeBeta to bf16. Both are for CPUs with native bf16; docs/engine.md gives what they cost
+in accuracy.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -24,12 +40,17 @@ TILE_ELEMENTS = 1 << 19  # rows x channels per tile: 2 MB of fp32, cache-sized
 
 
 class _Snake:
-    def __init__(self, m: SnakeBeta):
-        self.alpha = m.alpha.detach().exp()  # (C,)
-        self.inv_beta = 1.0 / (m.beta.detach().exp() + 1e-9)
+    def __init__(self, m: SnakeBeta, dtype: torch.dtype = torch.float32):
+        self.alpha = m.alpha.detach().exp().to(dtype)  # (C,)
+        self.inv_beta = (1.0 / (m.beta.detach().exp() + 1e-9)).to(dtype)
+        self.dtype = dtype
 
     def into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = x + inv_beta * sin(alpha * x)^2, without temporaries."""
+        """out = x + inv_beta * sin(alpha * x)^2 in self.dtype; without temporaries when all
+        dtypes agree (the fp32 decoder)."""
+        if out.dtype != self.dtype:  # e.g. an fp32 SnakeBeta feeding a bf16 product: round once
+            return out.copy_(self.into(x, torch.empty(x.shape, dtype=self.dtype, device=x.device)))
+        x = x.to(self.dtype)
         torch.mul(x, self.alpha, out=out)
         out.sin_()
         out.mul_(out)
@@ -40,13 +61,13 @@ class _Snake:
 class _Conv:
     """A (weight-norm folded) Conv1d as one GEMM over K shifted copies of the input rows."""
 
-    def __init__(self, m: WNConv1d):
-        w = m.weight.detach()  # (C_out, C_in, K)
+    def __init__(self, m: WNConv1d, dtype: torch.dtype = torch.float32):
+        w = m.weight.detach().to(dtype)  # (C_out, C_in, K)
         self.c_out, self.c_in, self.kernel = w.shape
         self.dilation = m.dilation
         self.halo = (self.kernel - 1) // 2 * self.dilation
         self.weight = w.permute(2, 1, 0).reshape(self.kernel * self.c_in, self.c_out).contiguous()
-        self.bias = None if m.bias is None else m.bias.detach()
+        self.bias = None if m.bias is None else m.bias.detach().to(dtype)
         # Few outputs (the final 128 -> 2 conv): a GEMM per tap over the rows, then shifted sums,
         # beats copying K shifted inputs for a GEMM with 2 output columns.
         self.taps = None
@@ -55,6 +76,8 @@ class _Conv:
 
     def tile(self, rows: torch.Tensor, n: int, cols: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Output rows (n, C_out) from n + 2*halo zero-padded input rows."""
+        if out.dtype != self.weight.dtype and self.taps is None:  # bf16 products into an fp32 stream
+            return out.copy_(self.tile(rows, n, cols, out.new_empty(out.shape, dtype=self.weight.dtype)))
         if self.taps is not None:
             per_tap = (rows @ self.taps).view(-1, self.kernel, self.c_out)  # (rows, K, C_out)
             out.copy_(per_tap[:n, 0]) if self.bias is None else torch.add(per_tap[:n, 0], self.bias, out=out)
@@ -75,8 +98,8 @@ class _Conv:
 class _ConvTranspose:
     """ConvTranspose1d(kernel 2s, stride s, padding p) by its s output phases."""
 
-    def __init__(self, m: WNConvTranspose1d):
-        w = m.weight.detach()  # (C_in, C_out, 2s)
+    def __init__(self, m: WNConvTranspose1d, dtype: torch.dtype = torch.float32):
+        w = m.weight.detach().to(dtype)  # (C_in, C_out, 2s)
         self.c_in, self.c_out, k = w.shape
         self.stride, self.padding = m.stride, m.padding
         assert k == 2 * self.stride and self.padding <= self.stride, "Oobleck upsampling layout"
@@ -93,10 +116,11 @@ class _Buffers:
     def __init__(self):
         self._store: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+    def get(self, name: str, rows: int, cols: int, like: torch.Tensor, dtype: torch.dtype | None = None):
+        dtype = dtype or like.dtype
         buf = self._store.get(name)
-        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
-            buf = torch.empty(rows * cols, dtype=like.dtype, device=like.device)
+        if buf is None or buf.numel() < rows * cols or buf.dtype != dtype or buf.device != like.device:
+            buf = torch.empty(rows * cols, dtype=dtype, device=like.device)
             self._store[name] = buf
         return buf[: rows * cols].view(rows, cols)
 
@@ -167,28 +191,30 @@ class _Stream:
 
 
 class TiledDecoder:
-    """Callable latents (B, C, T) -> audio (B, channels, T * ratio), from a loaded decoder.
+    """Callable latents (B, C, T) -> audio (B, channels, T * ratio), from a loaded decoder; `stream`
+    decodes one item in time order."""
 
-    `stream` decodes one item in time order: fed a few latent frames at a time, it yields the
-    audio that those frames make final, and nothing is computed twice (each layer keeps only the
-    rows its next outputs still read)."""
-
-    def __init__(self, decoder: OobleckDecoder):
+    def __init__(
+        self, decoder: OobleckDecoder, dtype: torch.dtype = torch.float32, snake_dtype: torch.dtype = torch.float32
+    ):
+        self.dtype = dtype  # of the products (module docstring)
         layers = list(decoder.layers)
-        self.layers = [_Layer("conv", None, _Conv(layers[0]))]
+        self.layers = [_Layer("conv", None, _Conv(layers[0], dtype))]
         for block in layers[1:-3]:
             snake, up, *units = block.layers
-            self.layers.append(_Layer("upsample", _Snake(snake), _ConvTranspose(up)))
+            self.layers.append(_Layer("upsample", _Snake(snake, snake_dtype), _ConvTranspose(up, dtype)))
             for u in units:
-                self.layers.append(_Layer("residual", *self._unit(u)))
-        self.layers.append(_Layer("conv", _Snake(layers[-3]), _Conv(layers[-2])))
+                self.layers.append(_Layer("residual", *self._unit(u, dtype, snake_dtype)))
+        self.layers.append(_Layer("conv", _Snake(layers[-3], snake_dtype), _Conv(layers[-2], dtype)))
         self.tanh = isinstance(layers[-1], nn.Tanh)
-        self.buffers = _Buffers()
+        self.buffers = [_Buffers()]  # one set of scratch tensors per worker thread
+        self.workers = 1
+        self._pool: ThreadPoolExecutor | None = None
 
     @staticmethod
-    def _unit(u: ResidualUnit):
+    def _unit(u: ResidualUnit, dtype: torch.dtype, snake_dtype: torch.dtype):
         snake1, conv7, snake2, conv1 = u.layers
-        return _Snake(snake1), _Conv(conv7), _Snake(snake2), _Conv(conv1)
+        return _Snake(snake1, snake_dtype), _Conv(conv7, dtype), _Snake(snake2, snake_dtype), _Conv(conv1, dtype)
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
@@ -207,12 +233,26 @@ class TiledDecoder:
             length = layer.out_length(length)
         fed = 0
         for count in pushes:
-            new = x[fed : fed + count]
+            new = self._push(states, x[fed : fed + count], z.device.type)
             fed += count
-            for state in states:
-                new = self._advance(state, new)
             if new.shape[0]:
                 yield new.tanh() if self.tanh else new
+
+    def _push(self, states: list, new: torch.Tensor, device: str) -> torch.Tensor:
+        """Feeds input rows through every layer; the audio rows that became final."""
+        workers = torch.get_num_threads() if device == "cpu" else 1
+        self.workers = workers
+        if workers > 1:
+            # One run of tiles per core, each op single-threaded: no barrier after every small op
+            # (thousands per decode), and a core that another process delays holds up only its run.
+            torch.set_num_threads(1)
+        try:
+            for state in states:
+                new = self._advance(state, new)
+            return new
+        finally:
+            if workers > 1:
+                torch.set_num_threads(workers)
 
     def _advance(self, state: _Stream, new: torch.Tensor) -> torch.Tensor:
         """Appends input rows to a layer; returns the output rows that became final."""
@@ -235,50 +275,73 @@ class TiledDecoder:
             return self._residual(x, base, a, b, *layer.parts)
         return self._upsample(x, base, a, b, *layer.parts)
 
+    def _over_tiles(self, first: int, last: int, step: int, body) -> None:
+        """body(start, n, buffers) for the tiles of `step` rows covering rows first..last; with
+        several workers each takes a contiguous run of tiles, with scratch buffers of its own."""
+        count = last - first
+        workers = min(self.workers, -(-count // 64))  # no runs of fewer than 64 rows
+        if workers <= 1:
+            for start in range(first, last, step):
+                body(start, min(step, last - start), self.buffers[0])
+            return
+        per_worker = -(-count // workers)
+        step = min(step, per_worker)  # a layer of one tile still splits across the workers
+        while len(self.buffers) < workers:
+            self.buffers.append(_Buffers())
+        if self._pool is None or self._pool._max_workers < workers:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="decoder")
+
+        def run(w: int) -> None:
+            lo, hi = first + w * per_worker, min(last, first + (w + 1) * per_worker)
+            for start in range(lo, hi, step):
+                body(start, min(step, hi - start), self.buffers[w])
+
+        for done in [self._pool.submit(run, w) for w in range(workers)]:
+            done.result()
+
     def _conv(self, x, base: int, a: int, b: int, snake: _Snake | None, conv: _Conv) -> torch.Tensor:
         h = conv.halo
         out = x.new_empty(b - a, conv.c_out)
-        step = _rows(max(conv.c_in, conv.c_out))
-        window = self.buffers.get("window", step + 2 * h, conv.c_in, x)
-        cols = self.buffers.get("cols", step, conv.kernel * conv.c_in, x)
-        for s in range(a, b, step):
-            n = min(step, b - s)
-            rows = _window(x, base, s - h, s + n + h, snake, window[: n + 2 * h])
+
+        def tile(s: int, n: int, buffers: _Buffers) -> None:
+            window = buffers.get("window", n + 2 * h, conv.c_in, x, self.dtype)
+            cols = buffers.get("cols", n, conv.kernel * conv.c_in, x, self.dtype)
+            rows = _window(x, base, s - h, s + n + h, snake, window)
             conv.tile(rows, n, cols, out[s - a : s - a + n])
+
+        self._over_tiles(a, b, _rows(max(conv.c_in, conv.c_out)), tile)
         return out
 
     def _residual(self, x, base: int, a: int, b: int, snake1, conv7: _Conv, snake2, conv1: _Conv) -> torch.Tensor:
         channels, h = x.shape[1], conv7.halo
         out = x.new_empty(b - a, channels)
-        step = _rows(channels)
-        window = self.buffers.get("window", step + 2 * h, channels, x)
-        cols = self.buffers.get("cols", step, conv7.kernel * channels, x)
-        mid = self.buffers.get("mid", step, channels, x)
-        snaked = self.buffers.get("snaked", step, channels, x)
-        for s in range(a, b, step):
-            n = min(step, b - s)
-            rows = _window(x, base, s - h, s + n + h, snake1, window[: n + 2 * h])
-            y = conv7.tile(rows, n, cols, mid[:n])
-            z = snake2.into(y, snaked[:n])
+
+        def tile(s: int, n: int, buffers: _Buffers) -> None:
+            window = buffers.get("window", n + 2 * h, channels, x, self.dtype)
+            cols = buffers.get("cols", n, conv7.kernel * channels, x, self.dtype)
+            rows = _window(x, base, s - h, s + n + h, snake1, window)
+            y = conv7.tile(rows, n, cols, buffers.get("mid", n, channels, x, self.dtype))
+            z = snake2.into(y, buffers.get("snaked", n, channels, x, self.dtype))
             target = out[s - a : s - a + n]
             conv1.tile(z, n, cols, target)
             target.add_(x[s - base : s - base + n])
+
+        self._over_tiles(a, b, _rows(channels), tile)
         return out
 
     def _upsample(self, x, base: int, a: int, b: int, snake: _Snake, up: _ConvTranspose) -> torch.Tensor:
         s_, p = up.stride, up.padding
         out = x.new_empty(b - a, up.c_out)
-        step = _rows(max(up.c_in, s_ * up.c_out))
-        window = self.buffers.get("window", step + 1, up.c_in, x)
-        phases = self.buffers.get("phases", step, s_ * up.c_out, x)
+
         # Output o = j*s + r - p comes from input rows j and j - 1 (rows past the input read as zeros).
-        first, last = (a + p) // s_, (b - 1 + p) // s_ + 1
-        for j0 in range(first, last, step):
-            n = min(step, last - j0)
-            rows = _window(x, base, j0 - 1, j0 + n, snake, window[: n + 1])  # rows[i] = x[j0 - 1 + i]
-            z = torch.mm(rows[1:], up.w_now, out=phases[:n])
+        def tile(j0: int, n: int, buffers: _Buffers) -> None:
+            window = buffers.get("window", n + 1, up.c_in, x, self.dtype)
+            rows = _window(x, base, j0 - 1, j0 + n, snake, window)  # rows[i] = x[j0 - 1 + i]
+            z = torch.mm(rows[1:], up.w_now, out=buffers.get("phases", n, s_ * up.c_out, x, self.dtype))
             z.addmm_(rows[:-1], up.w_prev)
             z = z.view(n * s_, up.c_out)  # row q - j0*s, with q = o + p
             lo, hi = max(a, j0 * s_ - p), min(b, (j0 + n) * s_ - p)
             torch.add(z[lo + p - j0 * s_ : hi + p - j0 * s_], up.bias, out=out[lo - a : hi - a])
+
+        self._over_tiles((a + p) // s_, (b - 1 + p) // s_ + 1, _rows(max(up.c_in, s_ * up.c_out)), tile)
         return out

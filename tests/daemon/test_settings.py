@@ -84,6 +84,9 @@ def test_every_setting_is_documented():
 @pytest.mark.parametrize(("text", "phrase"), [("export = 1\n", "export must be true or false"),
                                               ('model = ""\n', "model must be a non-empty string"),
                                               ('int8 = "yes"\n', "int8 must be true or false"),
+                                              ('arithmetic = "dit=int4"\n', "dit=int8,decoder=fp32"),
+                                              ("arithmetic = 8\n", "arithmetic must be a string"),
+                                              ('int8 = true\narithmetic = "dit=bf16"\n', "contradict"),
                                               ("audio_nice = -30\n", "audio_nice must be a whole number")])  # fmt: skip
 def test_setting_types(tmp_path, text, phrase):
     config = tmp_path / "config.toml"
@@ -118,15 +121,16 @@ def test_live_params_check_values_like_requests():
     assert err.value.code == "unknown_param"
 
 
-def test_int8_flag_reaches_the_worker(tmp_path, tiny_t5):
-    """`--int8` / `--no-int8` are not only parsed: the same request and seed give other audio."""
+def test_arithmetic_flags_reach_the_worker_and_the_cache_key(tmp_path, tiny_t5):
+    """`--int8`, `--no-int8` and `--arithmetic` are not only parsed: daemons sharing one cache give
+    the same request and seed other audio, each generated anew (the arithmetic is in the clip key)."""
     import soundfile as sf
 
     from sao_live.testing.daemon import DaemonProcess
 
-    audio = {}
-    for flag in ("--int8", "--no-int8"):
-        daemon = DaemonProcess(tmp_path / flag, tiny_t5, args=(flag,)).start()
+    audio, paths = {}, {}
+    for flag in (("--int8",), ("--no-int8",), ("--arithmetic", "dit=bf16")):
+        daemon = DaemonProcess(tmp_path, tiny_t5, args=flag).start()  # one root: one cache
         client = daemon.client()
         try:
             kind, args = client.request("/sao/gen", "q", "kick drum", 0.5, "seed", 3, "steps", 2)
@@ -134,10 +138,14 @@ def test_int8_flag_reaches_the_worker(tmp_path, tiny_t5):
             client.close()
             daemon.stop()
         assert kind == "/sao/done", args
-        audio[flag] = sf.read(args[1], dtype="float32")[0]
-    a, b = audio["--int8"], audio["--no-int8"]
-    assert a.shape == b.shape and np.isfinite(a).all() and np.isfinite(b).all()
+        paths[flag[-1]] = args[1]
+        audio[flag[-1]] = sf.read(args[1], dtype="float32")[0]
+    assert len(set(paths.values())) == 3, paths
+    a, b, c = audio["--int8"], audio["--no-int8"], audio["dit=bf16"]
+    assert a.shape == b.shape == c.shape and all(np.isfinite(x).all() for x in (a, b, c))
     # int8 weights move the audio (the random tiny model amplifies a few percent per DiT call to
     # about 0.3 here) but keep it the same sound: two unrelated clips differ by about sqrt(2).
     rel = float(np.linalg.norm(a - b) / np.linalg.norm(b))
     assert 0.01 < rel < 1.0, rel
+    rel = float(np.linalg.norm(c - b) / np.linalg.norm(b))  # bf16 products: less than int8 moves it
+    assert 0 < rel < 1.0, rel

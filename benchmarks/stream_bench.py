@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sao_live.testing.daemon import DaemonProcess  # noqa: E402
 from sao_live.testing.jack import RATE, JackServer, Recorder  # noqa: E402
 
-CASES = [("one-shot 11.9 s", ("/sao/trigger", 11.9)), ("one-shot 2 s", ("/sao/trigger", 2.0)),
+CASES = [("one-shot 11.88 s (the window)", ("/sao/trigger", 11.88)), ("one-shot 2 s", ("/sao/trigger", 2.0)),
          ("one-shot 1 s", ("/sao/trigger", 1.0)), ("loop 2 bars at 120 BPM", ("/sao/loop", 2))]  # fmt: skip
 
 
@@ -49,7 +49,9 @@ def one(client, rec: Recorder, address: str, value: float, rid: str, prompt: str
         client.send(address, rid, prompt, value, 120, "export", 0)
     else:
         client.send(address, rid, prompt, value, "export", 0)
-    first = rec.seconds_to_sound(mark, sent, timeout=600)
+    addr, args = client.wait_reply(rid, ("/sao/playing", "/sao/error"), timeout=600, since=since)
+    assert addr == "/sao/playing", args
+    first = rec.seconds_to_sound(mark, sent, timeout=60)
     addr, done = client.wait_reply(rid, timeout=600, since=since)
     done_at = time.monotonic()
     assert addr == "/sao/done", done

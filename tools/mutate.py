@@ -6,10 +6,10 @@
 A Python module's mutants are changes found in its AST and spliced into its source text: an
 arithmetic, comparison or boolean operator swapped, a unary operator dropped, min/max swapped, a
 number plus one, a bool flipped, a short string emptied, or a statement replaced by `pass`.
-Docstrings, f-strings, log and warning calls, annotations and strings with spaces (messages) are
-left alone. A forked child serves the mutated text through an import hook and runs the module's
-unit tests with pytest -x; the parent imports the heavy libraries (torch, numpy) once, which keeps
-a mutant well under a second.
+Docstrings, f-strings, log and warning calls, annotations, strings with spaces (messages) and a
+function's closing `return None` are left alone. A forked child serves the mutated text through an
+import hook and runs the module's unit tests with pytest -x; the parent imports the heavy libraries
+(torch, numpy) once, which keeps a mutant well under a second.
 
 The bridges' mutants are the edits in BRIDGE_EDITS, each a textual change of one bridge file that
 changes what it means. They are applied to a copy of the repository's tracked files in a temporary
@@ -108,7 +108,6 @@ _MESSAGE = "the name only appears in the error message; the code and the check a
 _DEAD_SECONDS = (
     "dead code: with bars, __post_init__ replaces seconds by bars_to_seconds(bars, bpm) before checking them"
 )
-_FALLS_OFF = "falling off the end returns None too"
 _ONES = "`ones` holds 1s: t * 1 == t / 1"
 _JUST_FOUND = "the file was just listed: only another process deleting it meanwhile would tell"
 _LOGGED = "only the log line changes: any size other than the one written drops the clip"
@@ -135,7 +134,6 @@ _EQUIVALENT = {
         ("@dataclass(eq=False)", "False -> True", _IDENTITY),
         ('for name in ("negative", "sampler"):', "'negative' -> ''",
          "the constructor then refuses a negative that is not a string, with the same code and message"),
-        ("return None", "delete the statement", _FALLS_OFF),
         ('if not "".join(words).strip():', "'' -> 'XX'",
          "joining with 'XX' only changes a prompt of several blank words, which the constructor then refuses "
          "with the same code"),
@@ -208,7 +206,6 @@ _EQUIVALENT = {
         ("return []", "delete the statement", "the loop below then stops at once and returns [] too"),
         ("if total <= self.max_bytes:", "<= -> <",
          "at the limit the early return is skipped, but the same check at the top of the loop stops it at once"),
-        ("return None", "delete the statement", _FALLS_OFF),
         ("self._db.close()", "delete the statement",
          "the connection is dropped on the next line and closed when collected; only the file handle lives longer"),
         ("db.close()", "delete the statement", "the connection is closed when collected, on return"),
@@ -225,7 +222,6 @@ _EQUIVALENT = {
         ('where, args = "", ()', "'' -> 'XX'", "SQL reads a word after the table name as its alias"),
     ],
     "sao_live/live/tempo.py": [
-        ("return None", "delete the statement", _FALLS_OFF),
         ("if abs(bpm - self.bpm) > 1e-3:", "> -> >=",
          "Link carries a tempo as microseconds per beat: no change of it is exactly 0.001 bpm"),
     ],
@@ -316,8 +312,14 @@ def _variants(node: ast.AST, parent: ast.AST | None):
         else:
             return
         yield ast.Constant(new), f"{v!r} -> {new!r}"
-    if isinstance(node, _DELETABLE) and not isinstance(parent, ast.ClassDef):
+    if isinstance(node, _DELETABLE) and not isinstance(parent, ast.ClassDef) and not _falls_off(node, parent):
         yield ast.Pass(), "delete the statement"
+
+
+def _falls_off(node: ast.AST, parent: ast.AST | None) -> bool:
+    """A `return None` ending a function: without it the function falls off its end, returning None too."""
+    returns_none = isinstance(node, ast.Return) and (node.value is None or ast.unparse(node.value) == "None")
+    return returns_none and isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) and parent.body[-1] is node
 
 
 def _quiet(call: ast.Call) -> bool:

@@ -456,3 +456,11 @@ def test_recent_shows_fifty_clips_a_page(store):
         put(store, k, seconds=0.001)
     clips, total = store.recent()
     assert total == 51 and len(clips) == 50
+
+
+def test_a_file_that_cannot_be_moved_aside_is_left_in_place(store):
+    notes = store.root / "clips" / "notes.txt"
+    notes.write_bytes(b"mine")
+    (store.root / "stray").write_bytes(b"a file where stray/ would go")
+    assert store.recover() == (0, 0, 0) and notes.read_bytes() == b"mine"
+    assert store.verify(fix=True) == [(str(notes), "not made by the cache: left in place (it could not be moved)")]

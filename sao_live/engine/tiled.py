@@ -36,7 +36,8 @@ from torch import nn
 
 from .oobleck import OobleckDecoder, ResidualUnit, SnakeBeta, WNConv1d, WNConvTranspose1d
 
-TILE_ELEMENTS = 1 << 19  # rows x channels per tile: 2 MB of fp32, cache-sized
+TILE_ELEMENTS = 1 << 18  # rows x channels per tile: 1 MB of fp32, about a core's L2
+MIN_TILE_ROWS = 256  # wide layers: enough rows to reuse each weight read from memory
 
 
 class _Snake:
@@ -54,42 +55,61 @@ class _Snake:
         torch.mul(x, self.alpha, out=out)
         out.sin_()
         out.mul_(out)
-        out.mul_(self.inv_beta)
-        return out.add_(x)
+        return torch.addcmul(x, out, self.inv_beta, out=out)
+
+
+# Up to this many input channels a K-tap convolution is K GEMMs over shifted views of the rows,
+# summed into the output; above, one GEMM over K shifted copies (im2col), whose longer inner
+# dimension pays for the copies. Measured per layer at Small's size (docs/engine.md).
+SHIFTED_GEMM_MAX_CHANNELS = 256
 
 
 class _Conv:
-    """A (weight-norm folded) Conv1d as one GEMM over K shifted copies of the input rows."""
+    """A (weight-norm folded) Conv1d as GEMMs over shifted input rows."""
 
     def __init__(self, m: WNConv1d, dtype: torch.dtype = torch.float32):
         w = m.weight.detach().to(dtype)  # (C_out, C_in, K)
+        self.dtype = dtype
         self.c_out, self.c_in, self.kernel = w.shape
         self.dilation = m.dilation
         self.halo = (self.kernel - 1) // 2 * self.dilation
-        self.weight = w.permute(2, 1, 0).reshape(self.kernel * self.c_in, self.c_out).contiguous()
         self.bias = None if m.bias is None else m.bias.detach().to(dtype)
-        # Few outputs (the final 128 -> 2 conv): a GEMM per tap over the rows, then shifted sums,
-        # beats copying K shifted inputs for a GEMM with 2 output columns.
-        self.taps = None
+        self.weight = self.per_tap = self.taps = None
         if self.c_out * self.kernel <= 64:
+            # Few outputs (the final 128 -> 2 conv): one GEMM for all taps' outputs, then shifted
+            # sums, beats K GEMMs with 2 output columns.
             self.taps = w.permute(1, 2, 0).reshape(self.c_in, self.kernel * self.c_out).contiguous()
+        elif self.kernel > 1 and self.c_in <= SHIFTED_GEMM_MAX_CHANNELS:
+            self.per_tap = w.permute(2, 1, 0).contiguous()  # (K, C_in, C_out)
+        else:
+            self.weight = w.permute(2, 1, 0).reshape(self.kernel * self.c_in, self.c_out).contiguous()
+        self.needs_cols = self.weight is not None and self.kernel > 1  # scratch for the shifted copies
 
-    def tile(self, rows: torch.Tensor, n: int, cols: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def tile(self, rows: torch.Tensor, n: int, cols: torch.Tensor | None, out: torch.Tensor) -> torch.Tensor:
         """Output rows (n, C_out) from n + 2*halo zero-padded input rows."""
-        if out.dtype != self.weight.dtype and self.taps is None:  # bf16 products into an fp32 stream
-            return out.copy_(self.tile(rows, n, cols, out.new_empty(out.shape, dtype=self.weight.dtype)))
+        if out.dtype != self.dtype and self.taps is None:  # bf16 products into an fp32 stream
+            return out.copy_(self.tile(rows, n, cols, out.new_empty(out.shape, dtype=self.dtype)))
+        d = self.dilation
         if self.taps is not None:
             per_tap = (rows @ self.taps).view(-1, self.kernel, self.c_out)  # (rows, K, C_out)
             out.copy_(per_tap[:n, 0]) if self.bias is None else torch.add(per_tap[:n, 0], self.bias, out=out)
             for k in range(1, self.kernel):
-                out.add_(per_tap[k * self.dilation : k * self.dilation + n, k])
+                out.add_(per_tap[k * d : k * d + n, k])
+            return out
+        if self.per_tap is not None:
+            if self.bias is None:
+                torch.mm(rows[:n], self.per_tap[0], out=out)
+            else:
+                torch.addmm(self.bias, rows[:n], self.per_tap[0], out=out)
+            for k in range(1, self.kernel):
+                out.addmm_(rows[k * d : k * d + n], self.per_tap[k])
             return out
         if self.kernel == 1:
             lhs = rows[:n]
         else:
             lhs = cols[:n, : self.kernel * self.c_in]
             for k in range(self.kernel):
-                lhs[:, k * self.c_in : (k + 1) * self.c_in] = rows[k * self.dilation : k * self.dilation + n]
+                lhs[:, k * self.c_in : (k + 1) * self.c_in] = rows[k * d : k * d + n]
         if self.bias is None:
             return torch.mm(lhs, self.weight, out=out)
         return torch.addmm(self.bias, lhs, self.weight, out=out)
@@ -126,7 +146,7 @@ class _Buffers:
 
 
 def _rows(channels: int) -> int:
-    return max(64, TILE_ELEMENTS // channels)
+    return max(MIN_TILE_ROWS, TILE_ELEMENTS // channels)
 
 
 def _window(x: torch.Tensor, base: int, start: int, stop: int, snake: _Snake | None, out: torch.Tensor):
@@ -305,7 +325,7 @@ class TiledDecoder:
 
         def tile(s: int, n: int, buffers: _Buffers) -> None:
             window = buffers.get("window", n + 2 * h, conv.c_in, x, self.dtype)
-            cols = buffers.get("cols", n, conv.kernel * conv.c_in, x, self.dtype)
+            cols = buffers.get("cols", n, conv.kernel * conv.c_in, x, self.dtype) if conv.needs_cols else None
             rows = _window(x, base, s - h, s + n + h, snake, window)
             conv.tile(rows, n, cols, out[s - a : s - a + n])
 
@@ -318,7 +338,7 @@ class TiledDecoder:
 
         def tile(s: int, n: int, buffers: _Buffers) -> None:
             window = buffers.get("window", n + 2 * h, channels, x, self.dtype)
-            cols = buffers.get("cols", n, conv7.kernel * channels, x, self.dtype)
+            cols = buffers.get("cols", n, conv7.kernel * channels, x, self.dtype) if conv7.needs_cols else None
             rows = _window(x, base, s - h, s + n + h, snake1, window)
             y = conv7.tile(rows, n, cols, buffers.get("mid", n, channels, x, self.dtype))
             z = snake2.into(y, buffers.get("snaked", n, channels, x, self.dtype))

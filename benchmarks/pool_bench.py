@@ -1,11 +1,13 @@
 """Model pool benchmarks: a daemon with `--pool ray` on a Ray cluster on this machine (testing.cluster).
 
-    HF_HUB_OFFLINE=1 python benchmarks/pool_bench.py [--jobs 20] [--actors 3] [--small-clips 3] [--only tiny|small]
+    HF_HUB_OFFLINE=1 python benchmarks/pool_bench.py [--jobs 20] [--actors 3] [--small-clips 3] [--nice 0]
+        [--only tiny|small]
 
 The cluster starts with its head only (no CPUs: no actor, so the daemon's local worker serves),
 then gets worker nodes of one CPU each, one actor per node with one torch thread; the local
-worker also has one thread (`worker_threads` 0 on 2 cores). Each part runs the local worker
-first, then the pool, in the same daemon:
+worker also has one thread (`worker_threads` 0 on 2 cores). Both run at `--nice` (the daemon's
+`worker_nice`, 0 here by default: on a shared machine other work at nice 0 would otherwise take
+most of the CPU from them). Each part runs the local worker first, then the pool, in the same daemon:
   1. dispatch: `--jobs` tiny clips one after another (0.5 s, 2 steps), request -> /sao/done,
      on the local worker and on one actor; the difference of the medians is the pool's overhead
      per job (Ray calls, the audio through the object store, the file written by the pool process);
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -69,9 +72,25 @@ def clips(client: Client, tag: str, count: int, *request) -> tuple[list[float], 
     return took, where
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (those that ended are left out)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def peak_mb(pid: int) -> float:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return int(status["VmHWM"].split()[0]) / 1024
+
+
+def _is_resource_tracker(pid: int) -> bool:
+    return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def actor_pids() -> list[int]:
@@ -86,8 +105,12 @@ def actor_pids() -> list[int]:
     return pids
 
 
+NICE = [0]  # --nice
+
+
 def start_daemon(root: Path, cluster: LocalCluster, model: str, text_encoder: Path | None) -> tuple:
-    config = dict(audio_device="none", midi_in="none", pool="ray", pool_cpus_per_actor=1, sets_dir=str(root / "sets"))
+    config = dict(audio_device="none", midi_in="none", pool="ray", pool_cpus_per_actor=1, sets_dir=str(root / "sets"),
+                  worker_nice=NICE[0])  # fmt: skip
     daemon = DaemonProcess(root, text_encoder, config=config, export=False, model=model,
                            env=dict(RAY_ADDRESS=cluster.address))  # fmt: skip
     (root / "sets").mkdir(parents=True, exist_ok=True)
@@ -125,14 +148,20 @@ def dispatch_and_throughput(root: Path, jobs: int, actors: int, text_encoder: Pa
                       f"{overhead:+.0f} ms a job")  # fmt: skip
             name = f"set{n}"
             (root / "tiny" / "sets" / f"{name}.toml").write_text(set_text(name))
+            ours, actors = [daemon.proc.pid, *daemon.children()], actor_pids()
+            cpu0, actor_cpu0, load = cpu_seconds(ours), cpu_seconds(actors), os.getloadavg()[0]
             t0 = time.perf_counter()
             client.send("/sao/load", name)
             loaded = client.wait_for("/sao/loaded", lambda a, name=name: a[0] == name, timeout=1800)
             took = time.perf_counter() - t0
+            actor_cores = (cpu_seconds(actors) - actor_cpu0) / took
+            cores = (cpu_seconds(ours) - cpu0) / took + actor_cores  # the daemon, its worker and pool, the actors
             final, rows = pool(client)
-            rounds[n] = dict(seconds=took, takes_per_s=32 / took, pads=loaded[1], jobs={r[0]: r[4] for r in rows})
+            rounds[n] = dict(seconds=took, takes_per_s=32 / took, pads=loaded[1], jobs={r[0]: r[4] for r in rows},
+                             cores=cores, actor_cores=actor_cores, load_before=load)  # fmt: skip
             label = "local worker" if n == 0 else f"{n} actor{'s' * (n > 1)}"
-            print(f"32-take set, {label}: {took:.1f} s, {32 / took:.2f} takes/s")
+            print(f"32-take set, {label}: {took:.1f} s, {32 / took:.2f} takes/s; cores busy with it {cores:.2f} "
+                  f"(actors {actor_cores:.2f}); load average before {load:.1f}")  # fmt: skip
         for n in rounds:
             rounds[n]["speedup_vs_1_actor"] = rounds[1]["seconds"] / rounds[n]["seconds"] if 1 in rounds else None
         results["throughput"] = rounds
@@ -168,6 +197,10 @@ def small_model(root: Path, count: int) -> dict:
         print(f"same on one pool actor: {statistics.median(pooled):.2f} s a clip, "
               f"actor process peak {results['actor']['peak_mb']:.0f} MB")  # fmt: skip
         results["control_peak_mb"] = daemon.memory_mb()[1]
+        (pool_pid,) = [pid for pid in daemon.children() if pid != worker_pid and not _is_resource_tracker(pid)]
+        results["pool_process_peak_mb"] = peak_mb(pool_pid)
+        print(f"control process peak {results['control_peak_mb']:.0f} MB, pool process (the Ray driver) peak "
+              f"{results['pool_process_peak_mb']:.0f} MB")  # fmt: skip
     finally:
         client.close()
         daemon.stop()
@@ -180,9 +213,11 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=20, help="clips per side for the dispatch overhead")
     p.add_argument("--actors", type=int, default=3, help="pre-render the set with up to this many actors")
     p.add_argument("--small-clips", type=int, default=3, help="Small clips per side (0: skip)")
+    p.add_argument("--nice", type=int, default=0, help="worker_nice of the local worker and the actors")
     p.add_argument("--only", choices=("tiny", "small"), default=None, help="run parts 1-2 (tiny) or 3 (small) only")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    NICE[0] = args.nice
     from sao_live.engine.tiny import build_tiny_text_encoder
 
     root = Path(tempfile.mkdtemp(prefix="sao-pool-bench-"))

@@ -165,9 +165,6 @@ class PoolSupervisor:
             actor.cost = row["probe_s"] / max(row["probe_work"], 1e-9)
         if was in ("loading", "ready") and actor.state not in ("loading", "ready"):
             self.on_slot_died(actor.name, f"pool actor {actor.name} was {actor.state} ({actor.message})")
-            ended = [a for a in self.actors.values() if a.state not in ("loading", "ready")]
-            for old in ended[:-KEPT_ENDED]:
-                del self.actors[old.name]
         self._changed()
 
     def _finished(self, msg: tuple) -> None:
@@ -245,6 +242,9 @@ class PoolSupervisor:
         self._changed()
 
     def _changed(self) -> None:
+        ended = [a for a in self.actors.values() if a.state not in ("loading", "ready")]
+        for old in ended[:-KEPT_ENDED]:
+            del self.actors[old.name]
         self.on_change()
         atoms = self.ready_atoms()
         if not self.announcing or atoms == self._announced:

@@ -496,8 +496,9 @@ def main() -> int:
     if unknown := set(args.modules) - set(known):
         parser.error(f"unknown modules {sorted(unknown)}; known: {', '.join(known)}")
 
+    tmp = Path(tempfile.mkdtemp(prefix="mutate-"))  # compiled files and the bridges' copy; removed at the end
     # Compiled files go to an empty folder: a stale .pyc of a same-size mutant can never be read.
-    sys.pycache_prefix = tempfile.mkdtemp(prefix="mutate-pyc-")
+    sys.pycache_prefix = str(tmp / "pyc")
     sys.dont_write_bytecode = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -514,12 +515,12 @@ def main() -> int:
         gc.freeze()  # the children's collector then leaves the parent's pages shared
 
     scores = []
-    with tempfile.TemporaryDirectory(prefix="mutate-tree-") as tree:
+    try:
         for name in args.modules:
             if name == BRIDGES:
                 found = bridge_mutants()
                 files = {m.file for m in found}
-                run = None if args.list else _bridges_runner(_copy_tracked_files(Path(tree)))
+                run = None if args.list else _bridges_runner(_copy_tracked_files(tmp / "tree"))
             else:
                 relpath, tests = MODULES[name]
                 found, files, run = mutants(relpath), {relpath}, _module_runner(relpath, tests)
@@ -533,6 +534,8 @@ def main() -> int:
                 print(f"{name}: {len(found)} mutants")
                 continue
             scores.append((name, *_score(name, found, run)))
+    finally:
+        shutil.rmtree(tmp)
     if scores:
         print(f"\n{'module':<13} killed / behaviour-changing   score   (equivalent)   minutes")
         for name, killed, counted, eq, seconds in scores:

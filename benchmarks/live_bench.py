@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--text-encoder", default=None, help="text encoder for --model")
     ap.add_argument("--idle", action="store_true", help="underrun baseline: the voices play, the worker rests")
     ap.add_argument(
-        "--worker-threads", type=int, default=0, help="torch threads in the worker (0: the default, every core but one)"
+        "--worker-threads", type=int, default=0, help="torch threads in the worker (0: the default, every core)"
     )
     args = ap.parse_args()
     from sao_live.engine.tiny import build_tiny_text_encoder
@@ -123,12 +123,14 @@ def main() -> None:
         st0 = c.wait_for("/sao/status")
         late0 = late_clients(jack_log)
         t_end = time.monotonic() + args.seconds
-        jobs = 0
+        jobs, job_seconds = 0, []
         while args.idle and time.monotonic() < t_end:
             time.sleep(0.1)
         while time.monotonic() < t_end:
+            started = time.monotonic()
             c.send("/sao/gen", f"g{jobs}", "background job", 2.9, "steps", 8, "export", 0)
             c.wait_reply(f"g{jobs}", timeout=120)
+            job_seconds.append(time.monotonic() - started)
             jobs += 1
         c.send("/sao/status")
         st1 = c.wait_for("/sao/status")
@@ -136,6 +138,8 @@ def main() -> None:
             f"{args.seconds:.0f} s, {st1[7]} voices playing, {jobs} clips generated meanwhile: "
             f"underruns {st1[8] - st0[8]}, callback errors {st1[9] - st0[9]}"
         )
+        if job_seconds:
+            print(f"seconds per clip while the voices played: median {statistics.median(job_seconds):.2f}")
         late = late_clients(jack_log) - late0
         print(f"jackd's late-client reports meanwhile: {dict(late) or 'none'} (log: {jack_log})")
         c.close()

@@ -41,6 +41,7 @@ from .replies import Replies
 from .service import ClipService
 from .settings import Settings
 from .store import ClipStore
+from .worker import threads_beside
 from .workers import StartupError, WorkerSupervisor
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,19 @@ class Daemon:
             self.pool.stopping = True
         self.should_exit.set()
 
+    async def choose_worker_threads(self, wait: float = 5.0) -> None:
+        """Every core for the worker, one fewer beside a player whose callback is not realtime
+        (worker.threads_beside); known after the stream's first callback."""
+        player = self.stage.audio.player
+        deadline = asyncio.get_running_loop().time() + wait
+        while player is not None and player.realtime is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        realtime = None if player is None else bool(player.realtime)
+        threads = threads_beside(realtime)
+        self.workers.set_threads(threads)
+        beside = {None: "no player", True: "a realtime audio callback", False: "an audio callback at normal priority"}
+        log.info("worker: %d torch threads (%s)", threads, beside[realtime])
+
     async def startup(self) -> None:
         s = self.settings
         loop = asyncio.get_running_loop()
@@ -123,6 +137,8 @@ class Daemon:
         log.info("listening for OSC on %s:%d, replies to port %d", s.host, s.osc_port, s.reply_port)
         log.info("accepting OSC from %s; anything else is dropped unanswered", self.osc.allow.describe())
         await self.stage.start()
+        if not s.worker_threads:
+            self._loops.append(self.runtime.spawn(self.choose_worker_threads()))
         await self.runtime.io(self.store.open)
         await self.runtime.io(self.store.recover)
         if self.web is not None:  # up while the model loads: the page shows it loading

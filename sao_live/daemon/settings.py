@@ -83,7 +83,7 @@ class Settings:
     ready_timeout: float = 900.0  # the longest a model may take to load (downloads included)
     shutdown_timeout: float = 10.0  # how long a running job may finish on SIGINT/SIGTERM
     worker_nice: int = 10  # the worker yields the CPU to the control plane (and the player)
-    worker_threads: int = 0  # torch threads in the worker; 0: every core but one (at least 1), for the player
+    worker_threads: int = 0  # torch threads in the worker; 0: every core (it runs below the player's priority)
     retries: int = 1  # a job whose worker dies is retried this often, then reported
     # the live side (docs/player.md)
     audio_device: str | None = None  # index, or a substring of a device or host API name; "none": no sound

@@ -183,6 +183,27 @@ def write_clip(path: str, audio, sample_rate: int, seed: int) -> dict:
     )
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the host's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_beside(player_realtime: bool | None) -> int:
+    """Torch threads for the worker beside a player whose callback is realtime or not (None: no player).
+
+    The worker runs at nice 10. Measured on 2 cores, 16 voices looping for 60 s while it made
+    Small's clips (BENCHMARKS.md): with a realtime callback (a realtime JACK server), every core
+    gave 0 underruns, as one core did, and made the clips 1.5x faster; with a callback at normal
+    priority (nice -10 at best), every core gave 13-22 underruns, even with the worker at
+    SCHED_IDLE, and one core fewer gave 0. So every core, but one fewer where the callback
+    is not realtime; one core is always one thread."""
+    n = cores()
+    return max(1, n - 1) if player_realtime is False else n
+
+
 def _worker_main(conn, spec: dict) -> None:
     """The worker process: load the model, then run jobs one at a time until told to stop."""
     # Ctrl-C in a terminal reaches the whole process group: the daemon decides when the worker
@@ -194,9 +215,7 @@ def _worker_main(conn, spec: dict) -> None:
             os.nice(spec.get("nice", 0))
     import torch
 
-    # Leave a core to the audio callback and the control plane: on a 2-core machine torch's
-    # second thread buys ~15% speed and costs the player its headroom (underruns).
-    torch.set_num_threads(spec.get("threads") or max(1, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(spec.get("threads") or cores())  # the daemon may send a count for the jobs
     lock = threading.Lock()
     jobs: queue.Queue = queue.Queue()
     cancelled: set = set()
@@ -215,7 +234,7 @@ def _worker_main(conn, spec: dict) -> None:
                 send(("pong", msg[1]))
             elif msg[0] == "cancel":
                 cancelled.add(msg[1])
-            else:
+            else:  # jobs, "threads" and "stop", in order
                 jobs.put(msg)
 
     threading.Thread(target=reader, name="worker-reader", daemon=True).start()
@@ -243,6 +262,10 @@ def _worker_main(conn, spec: dict) -> None:
         msg = jobs.get()
         if msg[0] == "stop":
             return
+        if msg[0] == "threads":  # set here: torch's thread count belongs to the thread running the jobs
+            torch.set_num_threads(msg[1])
+            log.info("%d torch threads from now on", msg[1])
+            continue
         _, job_id, params, path = msg
         try:
             if job_id in cancelled:

@@ -43,6 +43,7 @@ class WorkerSupervisor:
         self.replies = replies
         self.runtime = runtime
         self.worker: Worker | None = None
+        self.threads = settings.worker_threads  # 0 until the daemon chooses (set_threads): every core
         self.stopping = False  # set at shutdown: an exit then is expected
         self.failed_restarts = 0  # replacements that did not come up since the worker was last ready
         self.loops: list[asyncio.Task] = []  # restarts, cancelled at shutdown
@@ -75,6 +76,11 @@ class WorkerSupervisor:
         if self.worker is not None:
             self.worker.send(msg)
 
+    def set_threads(self, threads: int) -> None:
+        """Torch threads for the jobs from now on, and for a worker that replaces this one."""
+        self.threads = threads
+        self.send(("threads", threads))
+
     def start(self) -> None:
         s = self.settings
         spec = dict(
@@ -85,7 +91,7 @@ class WorkerSupervisor:
             int8=s.int8,
             arithmetic=s.arithmetic,
             nice=s.worker_nice,
-            threads=s.worker_threads,
+            threads=self.threads,
             log_level=logging.getLogger().level,
         )
         self._ready = asyncio.get_running_loop().create_future()

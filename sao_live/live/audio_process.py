@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import time
 
@@ -34,10 +35,19 @@ from .priority import raise_priority
 
 log = logging.getLogger(__name__)
 
-# status fields (HELD: clips this process holds, written by the reader); voices' active flags from ACTIVE on
-FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, HELD, STARVED, ACTIVE = range(8)
+# status fields (HELD: clips this process holds, written by the reader; REALTIME: 0 before the first
+# callback, then 2 if the callback's thread has realtime scheduling, else 1); voices' active flags from ACTIVE on
+FRAME, UNDERRUNS, ERRORS, STOLEN, PLAYING, HELD, STARVED, REALTIME, ACTIVE = range(9)
 MAX_BLOCK = 8192  # the largest period the mixer is sized for
 RETIRE_GRACE = 1.0  # seconds a freed clip is kept after its last voice ended (a play may still be queued)
+
+
+def callback_is_realtime() -> bool:
+    """Whether the calling thread (the stream's callback) has realtime scheduling: with JACK, when
+    the server runs realtime. macOS and Windows run audio callbacks in time-critical threads."""
+    if not hasattr(os, "sched_getscheduler"):
+        return True
+    return os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
 
 
 def status_size(voices: int) -> int:
@@ -106,6 +116,8 @@ class AudioProcess:
             s[ACTIVE + v] = active
             playing += active
         s[PLAYING] = playing
+        if not s[REALTIME]:
+            s[REALTIME] = 2 if callback_is_realtime() else 1
 
     def open(self, device, blocksize: int) -> tuple:
         try:

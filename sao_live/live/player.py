@@ -275,6 +275,12 @@ class Player:
         """Streamed voices faded out because their audio stopped arriving."""
         return int(self._status[audio_process.STARVED])
 
+    @property
+    def realtime(self) -> bool | None:
+        """Whether the stream's callback runs with realtime scheduling; None before its first call."""
+        value = int(self._status[audio_process.REALTIME])
+        return None if value == 0 else value == 2
+
     def voices_playing(self) -> int:
         return int(self._status[audio_process.PLAYING])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -230,3 +231,17 @@ def test_midi_from_a_second_rtmidi_client(live, recorder):
     assert corr > 0.95 and best_lag(held, other)[1] < corr - 0.1, (corr, best_lag(held, other)[1])
     np.testing.assert_allclose(held[lag : lag + len(gate)], gate, atol=0.05 * np.abs(gate).max())
     assert np.abs(after).max() < 1e-4  # the gate voice ended on note-off (2.5 s clip)
+
+
+def test_the_worker_threads_follow_the_audio_callbacks_scheduling(live_daemon, live):
+    """The session's jackd runs without realtime scheduling unless SAO_JACK_REALTIME=1: then the
+    worker leaves a core to the player; with it, it takes every core."""
+    realtime = os.environ.get("SAO_JACK_REALTIME") == "1"
+    n = len(os.sched_getaffinity(0))
+    threads = n if realtime else max(1, n - 1)
+    beside = "a realtime audio callback" if realtime else "an audio callback at normal priority"
+    live.send("/sao/status")
+    live.wait_for("/sao/status")  # the daemon is up; its choice is made after the stream's first callback
+    log = live_daemon.log()
+    assert f"worker: {threads} torch threads ({beside})" in log, log[-3000:]
+    assert f"{threads} torch threads from now on" in log  # the worker applied it

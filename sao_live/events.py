@@ -100,6 +100,7 @@ class ClipStream:
         self.chunks: list[np.ndarray] = []
         self.decoded = 0  # samples so far
         self.decode_seconds = 0.0  # the worker's decoding time for them
+        self.decode_done = 0.0  # the fraction of the decoding's work finished by then
         self.state = "open"  # open, complete (every sample is here), failed
         self.reason = ""
         self.first_sound: float | None = None  # time.monotonic() at which a player started it
@@ -108,10 +109,13 @@ class ClipStream:
     def listen(self, listener: Callable[[ClipStream], None]) -> None:
         self._listeners.append(listener)
 
-    def add(self, chunk: np.ndarray, decode_seconds: float) -> None:
+    def add(self, chunk: np.ndarray, decode_seconds: float, decode_done: float | None = None) -> None:
+        """A chunk, the worker's decoding time so far, and the fraction of its work done (default:
+        in proportion to the samples, for a decode that makes no audio past the clip's end)."""
         self.chunks.append(chunk)
         self.decoded += chunk.shape[1]
         self.decode_seconds = decode_seconds
+        self.decode_done = self.decoded / self.total if decode_done is None else decode_done
         if self.decoded >= self.total:
             self.state = "complete"
         self._tell()

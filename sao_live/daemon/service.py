@@ -392,7 +392,9 @@ class ClipService:
             else:
                 self._end(worker_job, "cancelled")
 
-    def _on_audio(self, worker_job: int, job: Job, offset: int, total: int, rate: int, spent: float, chunk) -> None:
+    def _on_audio(
+        self, worker_job: int, job: Job, offset: int, total: int, rate: int, spent: float, done: float, chunk
+    ) -> None:
         """A piece of a running job's audio: the first one opens its stream for each client requester."""
         stream = self._streams.get(worker_job)
         if stream is None:
@@ -404,7 +406,7 @@ class ClipService:
             for r in job.requesters:
                 if r.host:
                     self.bus.publish(Streaming(r, stream))
-        stream.add(chunk, spent)
+        stream.add(chunk, spent, done)
 
     def _end_stream(self, worker_job: int, why: str) -> None:
         stream = self._streams.pop(worker_job, None)

@@ -2,10 +2,11 @@
 
 The control plane never waits on torch: it talks to the worker over one multiprocessing
 pipe. Control -> worker: `("job", job_id, params, path)`, `("cancel", job_id)`,
-`("ping", t)`, `("stop",)`. Worker -> control: `("ready", model_info)`,
+`("threads", n)`, `("ping", t)`, `("stop",)`. Worker -> control: `("ready", model_info)`,
 `("fatal", code, message)` (the model did not load), `("progress", job_id, done, total)`,
-`("audio", job_id, offset, total, sample_rate, decode_seconds, chunk)` (a job asked to stream:
-its audio in time order while the rest decodes; `decode_seconds` is the decoding time so far),
+`("audio", job_id, offset, total, sample_rate, decode_seconds, decode_done, chunk)` (a job asked
+to stream: its audio in time order while the rest decodes; `decode_seconds` is the decoding time
+so far, `decode_done` the fraction of the decoding's work finished),
 `("done", job_id, info)` (info includes the stage timings), `("error", job_id, code, message)`,
 `("cancelled", job_id)`, `("pong", t)`. A reader thread in the worker answers pings and takes cancels while the main
 thread generates; it exits the process when the pipe closes, so a worker never outlives a
@@ -115,13 +116,13 @@ class _AudioSender:
 
         return step
 
-    def __call__(self, chunk) -> None:
+    def __call__(self, chunk, done: float) -> None:
         from ..errors import Cancelled
 
         if self.job_id in self.cancelled:  # a cancel stops the decoding too
             raise Cancelled(f"job {self.job_id} cancelled")
         spent = time.perf_counter() - self.decoding
-        self.send(("audio", self.job_id, self.sent, self.total, self.sample_rate, spent, chunk))
+        self.send(("audio", self.job_id, self.sent, self.total, self.sample_rate, spent, done, chunk))
         self.sent += chunk.shape[1]
 
 

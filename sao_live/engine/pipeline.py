@@ -232,13 +232,16 @@ class StableAudioPipeline:
         """Latents (B, C, T) -> audio (B, channels, T * downsampling_ratio) fp32."""
         return self.model.pretransform.decode(latents)
 
-    def decode_stream(self, latents: torch.Tensor, keep: int) -> Iterator[np.ndarray]:
+    def decode_stream(self, latents: torch.Tensor, keep: int) -> Iterator[tuple[np.ndarray, float]]:
         """Latents (1, C, T) -> the first `keep` samples of their audio, in time order, as float32
-        (channels, n) chunks that join into `decode(latents)[0, :, :keep]` to float rounding."""
+        (channels, n) chunks that join into `decode(latents)[0, :, :keep]` to float rounding; each
+        with the fraction of the decoding's work done by then (the decoder's output so far, kept
+        or not: the frames past `keep` that the last samples need cost time but give no audio)."""
         decoder = self.model.pretransform.fast_decoder
         if decoder is None:  # the plain decoder (GPU, or no tiled decoder): one chunk
-            yield self.decode(latents)[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
+            yield self.decode(latents)[0, :, :keep].cpu().numpy().astype(np.float32, copy=False), 1.0
             return
+        out, work = 0, latents.shape[2] * self.cfg.autoencoder.downsampling_ratio
         total, pushes = latents.shape[2], []
         for n in (*STREAM_PUSHES, *[STREAM_PUSH] * math.ceil(total / STREAM_PUSH)):
             pushes.append(min(n, total - sum(pushes)))
@@ -246,8 +249,9 @@ class StableAudioPipeline:
         for audio in decoder.stream(latents[0].float(), [n for n in pushes if n]):  # (samples, channels)
             piece = audio[: keep - made].t().numpy().astype(np.float32)
             made += piece.shape[1]
+            out += audio.shape[0]
             if piece.shape[1]:
-                yield piece
+                yield piece, min(1.0, out / work)
             if made >= keep:
                 return
 
@@ -299,7 +303,7 @@ class StableAudioPipeline:
         init_audio: tuple[np.ndarray, int] | None = None,
         init_noise_level: float | None = None,
         progress: Callable[[int, int], None] | None = None,
-        on_audio: Callable[[np.ndarray], None] | None = None,
+        on_audio: Callable[[np.ndarray, float], None] | None = None,
     ) -> GenerationResult:
         """Generates one clip of `seconds` (default: the whole window) for `prompt`.
 
@@ -309,8 +313,9 @@ class StableAudioPipeline:
         is sigma_max for it (rf: in (0, 1], default 0.1; v: default 1.0).
         `progress(done_steps, total_steps)` is called after every sampler step; raising
         `sao_live.errors.Cancelled` from it stops the generation.
-        `on_audio(chunk)` (fast mode) gets the decoded audio in time order, as float32 (channels, n)
-        chunks, while the rest is still decoding; they join into `GenerationResult.audio` exactly.
+        `on_audio(chunk, done)` (fast mode) gets the decoded audio in time order, as float32
+        (channels, n) chunks, while the rest is still decoding; they join into
+        `GenerationResult.audio` exactly. `done`: the fraction of the decoding's work finished.
         """
         began = time.perf_counter()
         d = DEFAULTS[self.cfg.objective]
@@ -371,9 +376,9 @@ class StableAudioPipeline:
         keep = round(seconds * self.cfg.sample_rate)
         if on_audio is not None and self.numerics == "fast":
             pieces = []
-            for piece in self.decode_stream(latents[:, :, : self.decode_frames(seconds)], keep):
+            for piece, done in self.decode_stream(latents[:, :, : self.decode_frames(seconds)], keep):
                 timings.setdefault("first_audio", time.perf_counter() - began)
-                on_audio(piece)
+                on_audio(piece, done)
                 pieces.append(piece)
             audio = np.concatenate(pieces, axis=1)
         else:
@@ -383,7 +388,7 @@ class StableAudioPipeline:
                 audio = self.decode(latents)
             audio = audio[0, :, :keep].cpu().numpy().astype(np.float32, copy=False)
             if on_audio is not None:
-                on_audio(audio)
+                on_audio(audio, 1.0)
             timings["first_audio"] = time.perf_counter() - began
         timings["decode"] = time.perf_counter() - decoding
         return GenerationResult(audio, self.cfg.sample_rate, seed, latents, timings)

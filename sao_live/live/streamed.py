@@ -38,10 +38,10 @@ def start_time(stream: ClipStream, arrived: float) -> float | None:
     None until there is a decoding rate to go by. `arrived`: when its latest chunk came in."""
     if stream.state == "complete":
         return arrived
-    if stream.decoded == 0 or stream.decode_seconds <= 0:
+    done = stream.decode_done  # by work, not samples: a short clip's last samples need frames past its end
+    if stream.decoded == 0 or stream.decode_seconds <= 0 or done <= 0:
         return None
-    rate = stream.decoded / stream.decode_seconds  # samples decoded per second of decoding
-    rest = (stream.total - stream.decoded) / rate * SAFETY  # seconds until the last sample is in
+    rest = stream.decode_seconds * (1 - done) / done * SAFETY  # seconds until the last sample is in
     lasts = stream.decoded / stream.sample_rate  # seconds the audio already here plays for
     margin = MARGIN_SECONDS
     if stream.loop_seconds:  # the first pass must end after the finished loop is in place

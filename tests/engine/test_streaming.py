@@ -53,9 +53,15 @@ def test_audio_comes_out_before_the_last_frames_are_in(golden_pipe):
 
 
 def test_generate_hands_out_chunks_that_join_into_its_audio(golden_pipe):
-    chunks = []
-    streamed = golden_pipe.generate("a kick drum", seconds=1.5, seed=11, on_audio=chunks.append)
+    chunks, done = [], []
+    streamed = golden_pipe.generate(
+        "a kick drum", seconds=1.5, seed=11, on_audio=lambda chunk, d: (chunks.append(chunk), done.append(d))
+    )
     assert len(chunks) >= 2
+    # The work done grows with each chunk, and behind the audio: the last samples need frames past the end.
+    assert all(0 < a < b <= 1 for a, b in zip(done, done[1:], strict=False))
+    so_far = np.cumsum([c.shape[1] for c in chunks]) / round(1.5 * 44100)
+    assert all(d < f for d, f in zip(done[:-1], so_far[:-1], strict=True)), (done, so_far)
     assert all(c.dtype == np.float32 and c.shape[0] == 2 for c in chunks)
     assert np.array_equal(np.concatenate(chunks, axis=1), streamed.audio)
     whole = golden_pipe.generate("a kick drum", seconds=1.5, seed=11)

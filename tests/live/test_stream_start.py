@@ -68,3 +68,20 @@ def test_the_rule_in_numbers():
     loop.add(np.zeros((2, 2 * SR), np.float32), 1.0)
     rest = (8.02 - 2.0) / 2.0 * SAFETY  # a loop's first pass (1.5 s) must outlast the rest
     assert start_time(loop, 5.0) == pytest.approx(5.0 + rest + MARGIN_SECONDS + LOOP_MARGIN_SECONDS - 1.5)
+
+
+def test_a_short_clip_waits_for_the_work_its_last_samples_need():
+    """Figures of a 1 s one-shot streamed at Small's size (this machine, 2026-11-30): its last
+    push decodes 6 frames and flushes every layer's lag, past the clip's end: 1.25 s of work
+    for 0.23 s of audio. Counted in samples the rest looked 2x real time and the voice ran dry;
+    counted in the decoder's work it waits until the audio is there."""
+    ratio, frames = 2048, 38  # the decoder's upsampling, the frames it decodes for 1 s
+    s = stream(1.0)
+    s.add(np.zeros((2, 6117), np.float32), 0.345, 6117 / (frames * ratio))
+    s.add(np.zeros((2, 33765 - 6117), np.float32), 1.203, 33765 / (frames * ratio))
+    arrived, last = 100.0, 100.0 + 2.448 - 1.203  # the last chunk came 1.245 s after the second
+    start = start_time(s, arrived)
+    assert start + 33765 / SR >= last + MARGIN_SECONDS  # what is there outlasts the wait for the rest
+    by_samples = stream(1.0)
+    by_samples.add(np.zeros((2, 33765), np.float32), 1.203)  # the old count: work in proportion to samples
+    assert start_time(by_samples, arrived) + 33765 / SR < last  # it would have run dry

@@ -13,9 +13,7 @@ Run: HF_HUB_OFFLINE=1 python benchmarks/live_bench.py [--seconds 60] [--hits 30]
 from __future__ import annotations
 
 import argparse
-import collections
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -24,17 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sao_live.testing.daemon import DaemonProcess  # noqa: E402
-from sao_live.testing.jack import PERIOD, RATE, JackServer, Recorder  # noqa: E402
+from sao_live.testing.jack import PERIOD, RATE, JackServer, Recorder, late_clients  # noqa: E402
 
 LOOPS = "name = 'bench-loops'\nbpm = 120\n[defaults]\nbars = 1\nmode = 'loop'\nsteps = 2\n[[banks]]\n" + "".join(
     f"[[banks.pads]]\nprompt = 'loop number {i}'\n" for i in range(16)
 )
-
-
-def late_clients(log: Path) -> collections.Counter:
-    """How often jackd reported each client late ("client = NAME was not finished")."""
-    text = log.read_text(errors="replace") if log.exists() else ""
-    return collections.Counter(re.findall(r"client = (.+?) was not finished", text))
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sao_live.testing.daemon import DaemonProcess  # noqa: E402
-from sao_live.testing.jack import RATE, JackServer, Recorder  # noqa: E402
+from sao_live.testing.jack import RATE, JackServer, Recorder, late_clients  # noqa: E402
 
 CASES = [("one-shot 11.88 s (the window)", ("/sao/trigger", 11.88)), ("one-shot 2 s", ("/sao/trigger", 2.0)),
          ("one-shot 1 s", ("/sao/trigger", 1.0)), ("loop 2 bars at 120 BPM", ("/sao/loop", 2))]  # fmt: skip
@@ -76,6 +76,7 @@ def run(root: Path, args, stream: bool) -> dict:
 
     t5 = None if args.model != "tiny-random" else build_tiny_text_encoder(root / "t5")
     config = dict(audio_device="JACK", midi_api="UNIX_JACK", master_db=0.0, stream=stream, quantize="off")
+    config["worker_threads"] = args.worker_threads
     daemon = DaemonProcess(root / ("streamed" if stream else "whole"), t5, config=config, model=args.model)
     results: dict = {name: [] for name, _ in CASES}
     try:
@@ -86,6 +87,7 @@ def run(root: Path, args, stream: bool) -> dict:
         rec.connect("PortAudio")
         client = daemon.client()
         under0, _ = player_counters(client)
+        late0 = late_clients(args.jack_log)
         for r in range(args.runs):
             for name, (address, value) in CASES:
                 rid = f"{'s' if stream else 'w'}{r}-{name}"
@@ -96,6 +98,7 @@ def run(root: Path, args, stream: bool) -> dict:
                 print(f"  {rid}: first sample {out['first']:.2f} s, done {out['done']:.2f} s, timing {out['timing']}")
         under1, _ = player_counters(client)
         results["underruns"] = under1 - under0
+        results["late"] = dict(late_clients(args.jack_log) - late0) or "none"
         client.close()
         rec.close()
     finally:
@@ -111,8 +114,12 @@ def main() -> None:
         "--model", default="random-small", help="random-small (published size, random weights) or tiny-random"
     )
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--worker-threads", type=int, default=0, help="torch threads in the worker (0: the daemon's choice)"
+    )
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sao-live-stream-"))
+    args.jack_log = Path(os.environ.setdefault("SAO_JACK_LOG", str(root / "jackd.log")))
     server = JackServer(f"saostream{os.getpid()}", sync=False)
     try:
         streamed = run(root, args, stream=True)
@@ -137,7 +144,8 @@ def main() -> None:
         f"\nstreamed {CASES[0][0]}: recording vs cached file, largest difference {last['diff']:.2e} "
         f"(periods the recorder missed: {len(last['skipped'])}); underruns while streaming "
         f"{streamed['underruns']}, not streaming {whole['underruns']}; streamed voices faded out early "
-        f"{streamed['starved']}"
+        f"{streamed['starved']}; jackd's late-client reports while streaming {streamed['late']}, "
+        f"not streaming {whole['late']}"
     )
 
 

@@ -18,17 +18,25 @@ is noted too, for latency measurements.
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import subprocess
 import threading
 import time
 
 import numpy as np
 
-__all__ = ["PERIOD", "RATE", "JackServer", "Recorder", "onset"]
+__all__ = ["PERIOD", "RATE", "JackServer", "Recorder", "late_clients", "onset"]
 
 RATE = 48000
 PERIOD = 256
+
+
+def late_clients(log) -> collections.Counter:
+    """How often a server's log (SAO_JACK_LOG) reported each client late ("client = NAME was not finished")."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return collections.Counter(re.findall(r"client = (.+?) was not finished", text))
 
 
 class JackServer:

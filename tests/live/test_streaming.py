@@ -125,8 +125,13 @@ def test_a_loop_started_while_decoding_plays_its_seam_on_the_second_pass(live, r
     first_pass, second = rec[first : first + loop], rec[first + loop : first + loop + RATE]
     # The second pass is the finished loop, seam crossfaded, from its first frame ...
     np.testing.assert_allclose(second, final[:RATE], rtol=0, atol=1e-5)
-    # ... the first pass played the same audio but for the crossfaded head ...
-    np.testing.assert_allclose(first_pass[RATE // 10 :], final[RATE // 10 :], rtol=0, atol=1e-5)
+    # ... the first pass played the same audio but for the crossfaded head, and for its last
+    # milliseconds within the resampler's reach: there the finished loop's resampler reads the next
+    # pass (whose head is crossfaded), the stream's the audio that followed (measured: 1.2e-5) ...
+    tail = RATE // 500
+    body = slice(RATE // 10, loop - tail)
+    np.testing.assert_allclose(first_pass[body], final[body], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(first_pass[loop - tail :], final[loop - tail : loop], rtol=0, atol=1e-4)
     # ... and the seam between them is no louder than the clip's own steps.
     seam = np.abs(rec[first + loop] - rec[first + loop - 1]).max()
     typical = np.percentile(np.abs(np.diff(first_pass, axis=0)), 99.9)
